@@ -1,0 +1,27 @@
+@{
+    RootModule           = 'Forkd.PowerShell.dll'
+    ModuleVersion        = '0.2.0'
+    GUID                 = '5f0c7a4e-2d1b-4f3e-9a6c-7e1d2b8c4a90'
+    Author               = 'Forkd contributors'
+    CompanyName          = 'Forkd'
+    Copyright            = '(c) Forkd contributors. Apache-2.0.'
+    Description          = 'Fork many microVM sandboxes from one warmed parent VM: snapshots, copy-on-write children, packs.'
+    CompatiblePSEditions = @('Core')
+    PowerShellVersion    = '7.4'
+    FormatsToProcess     = @('Forkd.Format.ps1xml')
+    CmdletsToExport      = @(
+        'Get-ForkdDataDirectory'
+        'Get-ForkdSnapshot'
+        'Remove-ForkdSnapshot'
+        'Remove-ForkdStaleWorkDir'
+    )
+    FunctionsToExport    = @()
+    VariablesToExport    = @()
+    AliasesToExport      = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('PSEdition_Core', 'Linux', 'microVM', 'QEMU', 'Firecracker', 'sandbox')
+            LicenseUri = 'https://www.apache.org/licenses/LICENSE-2.0'
+        }
+    }
+}

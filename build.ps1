@@ -1,0 +1,157 @@
+#!/usr/bin/env pwsh
+<#
+.SYNOPSIS
+    Builds the Forkd module into out/Forkd and runs its tests or benchmarks.
+.DESCRIPTION
+    Build  lays the module out as users install it: out/Forkd with Forkd.psd1, the DLLs,
+           Forkd.Format.ps1xml and en-US help generated from docs/cmdlets/*.md.
+    Test   Build, then xUnit over the engine, then Pester over out/Forkd in a child pwsh.
+           Ends with one line "N passed, N failed, N skipped" and exits non-zero on any failure.
+    Bench  Build, then every bench/*.bench.ps1.
+    Demo   Build, import the module and show what it does so far.
+.EXAMPLE
+    dotnet tool restore; dotnet pwsh ./build.ps1 Test
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Bench', 'Demo')]
+    [string] $Task = 'Build',
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+    # Pester tests to run (paths or tags); all when empty.
+    [string[]] $PesterTag = @(),
+    [switch] $SkipXunit
+)
+
+$ErrorActionPreference = 'Stop'
+$env:NO_COLOR = '1'
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = '1'
+$env:DOTNET_NOLOGO = '1'
+$PSStyle.OutputRendering = 'PlainText'
+$root = $PSScriptRoot
+$out = Join-Path $root 'out/Forkd'
+$artifacts = Join-Path $root 'artifacts'
+
+function Invoke-Native {
+    param([string] $Exe, [string[]] $Arguments)
+    & $Exe @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "$Exe $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Invoke-Build {
+    $publish = Join-Path $artifacts 'publish'
+    Invoke-Native dotnet @('publish', "$root/src/Forkd.PowerShell/Forkd.PowerShell.csproj", '-c', $Configuration,
+        '-r', 'linux-x64', '--self-contained', 'false', '-o', $publish, '--nologo', '-v', 'quiet')
+    if (Test-Path $out) { Remove-Item $out -Recurse -Force }
+    New-Item -ItemType Directory -Path $out, (Join-Path $out 'en-US') | Out-Null
+    # Allow-list: only our assemblies and their third-party dependencies, never the PowerShell reference set.
+    $allow = 'Forkd.Core.dll', 'Forkd.PowerShell.dll', 'Tmds.LibC.dll', 'ZstdSharp.dll', 'ICSharpCode.SharpZipLib.dll', 'Tomlyn.dll'
+    foreach ($name in $allow) {
+        $file = Join-Path $publish $name
+        if (Test-Path $file) { Copy-Item $file $out }
+    }
+    Copy-Item "$root/Forkd.psd1", "$root/Forkd.Format.ps1xml" $out
+    foreach ($dir in 'guest', 'recipes') {
+        if (Test-Path "$root/$dir") { Copy-Item "$root/$dir" $out -Recurse }
+    }
+    Copy-Item "$root/docs/about_Forkd.help.txt" (Join-Path $out 'en-US')
+    & (Join-Path $root 'tools/New-ForkdHelp.ps1') -ModulePath (Join-Path $out 'Forkd.psd1') -SourcePath (Join-Path $root 'docs/cmdlets') `
+        -OutputPath (Join-Path $out 'en-US/Forkd.PowerShell.dll-Help.xml')
+    Write-Host "built $out"
+}
+
+function Get-PesterModule {
+    $psd1 = Join-Path $root '.tools/pkgs/pester/5.7.1/tools/Pester.psd1'
+    if (-not (Test-Path $psd1)) {
+        Invoke-Native dotnet @('restore', "$root/tools/tools.csproj", '--packages', "$root/.tools/pkgs", '--nologo', '-v', 'quiet')
+    }
+    $psd1
+}
+
+function Invoke-Xunit {
+    $trxDir = Join-Path $artifacts 'xunit'
+    if (Test-Path $trxDir) { Remove-Item $trxDir -Recurse -Force }
+    & dotnet test "$root/tests/Forkd.Core.Tests/Forkd.Core.Tests.csproj" -c $Configuration --nologo `
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $trxDir
+    $trx = Join-Path $trxDir 'xunit.trx'
+    if (-not (Test-Path $trx)) {
+        Write-Host 'xUnit produced no results (build failure?)'
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
+    }
+    $c = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+    $failed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted
+    if ($LASTEXITCODE -ne 0 -and $failed -eq 0) { $failed = 1 }
+    [pscustomobject]@{ Passed = [int]$c.passed; Failed = $failed; Skipped = [int]$c.notExecuted }
+}
+
+function Invoke-PesterTests {
+    $pester = Get-PesterModule
+    $result = Join-Path $artifacts 'pester.xml'
+    $summary = Join-Path $artifacts 'pester-summary.json'
+    $script = {
+        param($PesterModule, $TestPath, $ResultPath, $SummaryPath, $Tags)
+        $ErrorActionPreference = 'Stop'
+        Import-Module $PesterModule -Force
+        $cfg = New-PesterConfiguration
+        $cfg.Run.Path = $TestPath
+        $cfg.Run.PassThru = $true
+        $cfg.Run.Exit = $false
+        $cfg.Output.Verbosity = 'Detailed'
+        $cfg.Output.RenderMode = 'Plaintext'
+        $cfg.TestResult.Enabled = $true
+        $cfg.TestResult.OutputFormat = 'NUnitXml'
+        $cfg.TestResult.OutputPath = $ResultPath
+        if ($Tags) { $cfg.Filter.Tag = $Tags -split ',' }
+        $r = Invoke-Pester -Configuration $cfg
+        $failed = $r.FailedCount + $r.FailedBlocksCount + $r.FailedContainersCount
+        @{ Passed = $r.PassedCount; Failed = $failed; Skipped = $r.SkippedCount } | ConvertTo-Json | Set-Content $SummaryPath
+        exit ([int]($failed -gt 0))
+    }
+    if (Test-Path $summary) { Remove-Item $summary }
+    $pwsh = Join-Path $PSHOME 'pwsh'
+    $env:FORKD_MODULE_PATH = Join-Path $out 'Forkd.psd1'
+    & $pwsh -NoProfile -NonInteractive -Command $script -args $pester, "$root/tests/Pester", $result, $summary, ($PesterTag -join ',')
+    $code = $LASTEXITCODE
+    if (-not (Test-Path $summary)) {
+        Write-Host "Pester did not finish (exit code $code)"
+        return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
+    }
+    $s = Get-Content $summary -Raw | ConvertFrom-Json
+    if ($code -ne 0 -and $s.Failed -eq 0) { $s.Failed = 1 }
+    [pscustomobject]@{ Passed = [int]$s.Passed; Failed = [int]$s.Failed; Skipped = [int]$s.Skipped }
+}
+
+New-Item -ItemType Directory -Force -Path $artifacts | Out-Null
+switch ($Task) {
+    'Build' { Invoke-Build }
+    'Demo' {
+        Invoke-Build
+        & (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -File (Join-Path $root 'tools/Show-ForkdDemo.ps1') -ModulePath (Join-Path $out 'Forkd.psd1')
+        if ($LASTEXITCODE -ne 0) { throw "demo failed with exit code $LASTEXITCODE" }
+    }
+    'Bench' {
+        Invoke-Build
+        foreach ($b in Get-ChildItem (Join-Path $root 'bench') -Filter '*.bench.ps1' | Sort-Object Name) {
+            Write-Host "==> $($b.Name)"
+            & (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -File $b.FullName -ModulePath (Join-Path $out 'Forkd.psd1')
+            if ($LASTEXITCODE -ne 0) { throw "$($b.Name) failed with exit code $LASTEXITCODE" }
+        }
+    }
+    'Test' {
+        $totals = [ordered]@{ Passed = 0; Failed = 0; Skipped = 0 }
+        try {
+            Invoke-Build
+        } catch {
+            Write-Host "build failed: $_"
+            '0 passed, 1 failed, 0 skipped'
+            exit 1
+        }
+        $parts = @()
+        if (-not $SkipXunit) { $parts += Invoke-Xunit }
+        $parts += Invoke-PesterTests
+        foreach ($p in $parts) { foreach ($k in @($totals.Keys)) { $totals[$k] += $p.$k } }
+        Write-Host ''
+        Write-Host "$($totals.Passed) passed, $($totals.Failed) failed, $($totals.Skipped) skipped"
+        exit ([int]($totals.Failed -gt 0))
+    }
+}

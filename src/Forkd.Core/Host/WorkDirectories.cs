@@ -1,0 +1,106 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Forkd.Core.Store;
+
+namespace Forkd.Core.Host;
+
+/// <summary>Every kind of temporary directory forkd creates.</summary>
+public enum WorkDirKind
+{
+    /// <summary>A parent VM being booted and snapshotted.</summary>
+    Parent,
+
+    /// <summary>One fork operation's shared scratch space.</summary>
+    Fork,
+
+    /// <summary>One running child's sockets, logs and overlay.</summary>
+    Child,
+
+    /// <summary>A one-shot sandbox.</summary>
+    Run,
+
+    /// <summary>A pack being extracted before it is renamed into the store (lives in the staging dir).</summary>
+    Unpack,
+
+    /// <summary>A pack being downloaded.</summary>
+    Pull,
+
+    /// <summary>A pack being written for upload.</summary>
+    Push,
+
+    /// <summary>A pack being written before it is renamed to its destination.</summary>
+    Pack,
+
+    /// <summary>A snapshot being deleted (renamed away first; lives in the staging dir).</summary>
+    Remove,
+
+    /// <summary>A guest image being built.</summary>
+    Build,
+}
+
+/// <summary>Where a kind of work dir lives: the system temp dir, or the staging dir beside the store.</summary>
+public enum WorkDirRoot
+{
+    Temp,
+    Staging,
+}
+
+public sealed record WorkDirPrefix(WorkDirKind Kind, string Prefix, WorkDirRoot Root);
+
+/// <summary>
+/// The one naming scheme for work dirs: <c>&lt;root&gt;/forkd-&lt;kind&gt;-&lt;label&gt;-&lt;pid&gt;-&lt;random&gt;</c>.
+/// Creation and the stale sweep share <see cref="Prefixes"/>, so nothing is created that the sweep
+/// does not know and the sweep never touches a name it did not create.
+/// </summary>
+public static class WorkDirectories
+{
+    public static readonly IReadOnlyList<WorkDirPrefix> Prefixes =
+    [
+        new(WorkDirKind.Parent, "forkd-parent-", WorkDirRoot.Temp),
+        new(WorkDirKind.Fork, "forkd-fork-", WorkDirRoot.Temp),
+        new(WorkDirKind.Child, "forkd-child-", WorkDirRoot.Temp),
+        new(WorkDirKind.Run, "forkd-run-", WorkDirRoot.Temp),
+        new(WorkDirKind.Pull, "forkd-pull-", WorkDirRoot.Temp),
+        new(WorkDirKind.Push, "forkd-push-", WorkDirRoot.Temp),
+        new(WorkDirKind.Pack, "forkd-pack-", WorkDirRoot.Temp),
+        new(WorkDirKind.Build, "forkd-build-", WorkDirRoot.Temp),
+        new(WorkDirKind.Unpack, "forkd-unpack-", WorkDirRoot.Staging),
+        new(WorkDirKind.Remove, "forkd-remove-", WorkDirRoot.Staging),
+    ];
+
+    public static WorkDirPrefix PrefixOf(WorkDirKind kind) => Prefixes.First(p => p.Kind == kind);
+
+    public static string RootPath(ForkdPaths paths, WorkDirRoot root)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        return root == WorkDirRoot.Temp ? paths.TempDirectory : paths.StagingDirectory;
+    }
+
+    /// <summary>Creates a fresh, private (0700) work dir. <paramref name="label"/> is usually a tag.</summary>
+    public static string Create(ForkdPaths paths, WorkDirKind kind, string label)
+    {
+        var prefix = PrefixOf(kind);
+        var root = RootPath(paths, prefix.Root);
+        Directory.CreateDirectory(root);
+        var safeLabel = TagRule.IsValid(label) ? label : "x";
+        var suffix = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        var path = Path.Combine(root, string.Create(CultureInfo.InvariantCulture,
+            $"{prefix.Prefix}{safeLabel}-{Environment.ProcessId}-{suffix}"));
+        Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return path;
+    }
+
+    /// <summary>The prefix entry a name belongs to, or null when the name is not one of ours.</summary>
+    public static WorkDirPrefix? Classify(string name, WorkDirRoot root)
+    {
+        foreach (var p in Prefixes)
+        {
+            if (p.Root == root && name.StartsWith(p.Prefix, StringComparison.Ordinal) && name.Length > p.Prefix.Length)
+            {
+                return p;
+            }
+        }
+
+        return null;
+    }
+}

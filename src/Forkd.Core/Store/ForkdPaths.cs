@@ -1,0 +1,67 @@
+namespace Forkd.Core.Store;
+
+/// <summary>
+/// Where forkd keeps things: the data dir (snapshots, child registry, locks, caches) and the
+/// temp root for work dirs. Resolved once from the environment, then passed around explicitly.
+/// </summary>
+public sealed record ForkdPaths(string DataDirectory, string TempDirectory)
+{
+    public const string DataDirVariable = "FORKD_DATA_DIR";
+
+    /// <summary><c>FORKD_DATA_DIR</c>, else <c>$XDG_DATA_HOME/forkd</c>, else <c>~/.local/share/forkd</c>; temp from <c>$TMPDIR</c>.</summary>
+    public static ForkdPaths FromEnvironment()
+    {
+        return new ForkdPaths(ResolveDataDirectory(Environment.GetEnvironmentVariable), ResolveTempDirectory());
+    }
+
+    public static string ResolveDataDirectory(Func<string, string?> env)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        var explicitDir = env(DataDirVariable);
+        if (!string.IsNullOrEmpty(explicitDir))
+        {
+            return Path.GetFullPath(explicitDir);
+        }
+
+        var xdg = env("XDG_DATA_HOME");
+        if (!string.IsNullOrEmpty(xdg))
+        {
+            return Path.GetFullPath(Path.Combine(xdg, "forkd"));
+        }
+
+        var home = env("HOME");
+        if (string.IsNullOrEmpty(home))
+        {
+            home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        }
+
+        if (string.IsNullOrEmpty(home))
+        {
+            throw new ForkdException("DataDirectoryUnresolved", ForkdErrorKind.InvalidArgument,
+                $"cannot find a data directory: none of {DataDirVariable}, XDG_DATA_HOME or HOME is set");
+        }
+
+        return Path.GetFullPath(Path.Combine(home, ".local", "share", "forkd"));
+    }
+
+    /// <summary>The real temp dir (<c>$TMPDIR</c> respected; forkd 0.1.3 hard-coded <c>/tmp</c>).</summary>
+    public static string ResolveTempDirectory()
+    {
+        var tmp = Path.GetFullPath(Path.GetTempPath());
+        return Path.TrimEndingDirectorySeparator(tmp);
+    }
+
+    public string SnapshotsDirectory => Path.Combine(DataDirectory, "snapshots");
+
+    /// <summary>Extraction area on the data dir's filesystem, so an install is a same-filesystem rename.</summary>
+    public string StagingDirectory => Path.Combine(DataDirectory, "staging");
+
+    public string ChildrenDirectory => Path.Combine(DataDirectory, "children");
+
+    public string LocksDirectory => Path.Combine(DataDirectory, "locks");
+
+    public string CacheDirectory => Path.Combine(DataDirectory, "cache");
+
+    /// <summary>The directory of one snapshot. The tag is validated first, so the result is always inside the store.</summary>
+    public string SnapshotDirectory(string tag) => Path.Combine(SnapshotsDirectory, TagRule.Validate(tag));
+}

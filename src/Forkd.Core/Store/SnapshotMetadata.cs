@@ -1,0 +1,110 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace Forkd.Core.Store;
+
+/// <summary>A volume attached to every child of a snapshot (forkd's <c>VolumeSpec</c>).</summary>
+public sealed record VolumeSpec(
+    [property: JsonPropertyName("host_path")] string HostPath,
+    [property: JsonPropertyName("guest_path")] string GuestPath,
+    [property: JsonPropertyName("read_only")] bool ReadOnly = false);
+
+/// <summary>
+/// <c>snapshot.json</c>. The first three fields are forkd 0.1.3's; the rest are ours (forkd ignores
+/// unknown fields). Unlike forkd, <see cref="VmState"/> and <see cref="Memory"/> are written relative to
+/// the snapshot directory, so a snapshot moved to another host or data dir still resolves; absolute
+/// paths found in forkd-made files are rebased onto the directory the file sits in.
+/// </summary>
+public sealed record SnapshotMetadata
+{
+    [JsonPropertyName("vmstate")]
+    public string VmState { get; init; } = SnapshotFiles.VmState;
+
+    [JsonPropertyName("memory")]
+    public string Memory { get; init; } = SnapshotFiles.Memory;
+
+    [JsonPropertyName("volumes")]
+    public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
+
+    [JsonPropertyName("created_at")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public DateTimeOffset? CreatedAt { get; init; }
+
+    /// <summary>What made the snapshot, e.g. <c>Forkd 0.2.0</c>.</summary>
+    [JsonPropertyName("created_by")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? CreatedBy { get; init; }
+
+    /// <summary><c>qemu</c> or <c>firecracker</c>; absent in forkd-made snapshots (which are Firecracker).</summary>
+    [JsonPropertyName("backend")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Backend { get; init; }
+
+    /// <summary><c>kvm</c> or <c>tcg</c>.</summary>
+    [JsonPropertyName("accelerator")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Accelerator { get; init; }
+
+    [JsonPropertyName("recipe")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Recipe { get; init; }
+
+    [JsonPropertyName("memory_mib")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? MemoryMiB { get; init; }
+
+    [JsonPropertyName("vcpu_count")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? VcpuCount { get; init; }
+
+    /// <summary>Backend-specific settings children need (kernel path, machine options, image hash…).</summary>
+    [JsonPropertyName("backend_config")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public JsonObject? BackendConfig { get; init; }
+
+    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true, IndentSize = 2 };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Options);
+
+    public static SnapshotMetadata Parse(string json, string sourceForErrors)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<SnapshotMetadata>(json, Options)
+                   ?? throw new JsonException("null document");
+        }
+        catch (JsonException ex)
+        {
+            throw new ForkdException("SnapshotMetadataInvalid", ForkdErrorKind.InvalidData,
+                $"cannot parse {sourceForErrors}: {ex.Message}", sourceForErrors, ex);
+        }
+    }
+
+    /// <summary>Reads <c>snapshot.json</c>, or synthesises forkd's defaults when it is absent.</summary>
+    public static SnapshotMetadata Load(string snapshotDirectory)
+    {
+        var file = Path.Combine(snapshotDirectory, SnapshotFiles.Metadata);
+        return File.Exists(file) ? Parse(File.ReadAllText(file), file) : new SnapshotMetadata();
+    }
+
+    /// <summary>Writes atomically (temp file + rename) so a crash never leaves half a metadata file.</summary>
+    public void Save(string snapshotDirectory)
+    {
+        var file = Path.Combine(snapshotDirectory, SnapshotFiles.Metadata);
+        var temp = file + ".tmp";
+        File.WriteAllText(temp, ToJson());
+        File.Move(temp, file, overwrite: true);
+    }
+
+    /// <summary>The memory image's real path: relative names and foreign absolute paths both resolve inside the directory.</summary>
+    public string ResolveMemory(string snapshotDirectory) => Rebase(snapshotDirectory, Memory, SnapshotFiles.Memory);
+
+    public string ResolveVmState(string snapshotDirectory) => Rebase(snapshotDirectory, VmState, SnapshotFiles.VmState);
+
+    private static string Rebase(string dir, string recorded, string fallbackName)
+    {
+        var name = Path.GetFileName(recorded);
+        return Path.Combine(dir, string.IsNullOrEmpty(name) ? fallbackName : name);
+    }
+}

@@ -1,0 +1,62 @@
+namespace Forkd.Core.Store;
+
+/// <summary>
+/// An exclusive, cross-process lock on one tag (an advisory flock via FileShare.None). Held while a
+/// snapshot is written, imported or removed, so two such operations on one tag get a clear
+/// "in use" error instead of racing.
+/// </summary>
+public sealed class TagLock : IDisposable
+{
+    private readonly FileStream _stream;
+
+    private TagLock(FileStream stream, string tag)
+    {
+        _stream = stream;
+        Tag = tag;
+    }
+
+    public string Tag { get; }
+
+    public static TagLock Acquire(ForkdPaths paths, string tag, string operation)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        TagRule.Validate(tag);
+        Directory.CreateDirectory(paths.LocksDirectory);
+        var file = Path.Combine(paths.LocksDirectory, tag + ".lock");
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex)
+        {
+            var holder = ReadHolder(file);
+            throw new ForkdException("TagInUse", ForkdErrorKind.InUse,
+                $"tag '{tag}' is already in use{(holder is null ? "" : $" by {holder}")}; wait for that operation to finish",
+                tag, ex);
+        }
+
+        // Record who holds it beside the lock (the locked file itself cannot be read by the next caller).
+        File.WriteAllText(file + ".owner", $"{operation} (pid {Environment.ProcessId})\n");
+        return new TagLock(stream, tag);
+    }
+
+    private static string? ReadHolder(string file)
+    {
+        try
+        {
+            var line = File.ReadAllText(file + ".owner");
+            return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose() => _stream.Dispose();
+}

@@ -1,0 +1,42 @@
+using System.Management.Automation;
+using Forkd.Core;
+using Forkd.Core.Store;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Deletes snapshots from the local store.</summary>
+[Cmdlet(VerbsCommon.Remove, "ForkdSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+[OutputType(typeof(void))]
+public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
+{
+    /// <summary>Exact tags to delete (no wildcards: deletion is never by pattern).</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[] Tag { get; set; } = [];
+
+    protected override void ProcessRecord()
+    {
+        var store = Store;
+        foreach (var tag in Tag)
+        {
+            if (!CheckTag(tag))
+            {
+                continue;
+            }
+
+            try
+            {
+                var snapshot = store.Get(tag);
+                if (ShouldProcess($"{tag} ({snapshot.Path})", "Remove snapshot"))
+                {
+                    store.Remove(tag);
+                    WriteVerbose($"removed snapshot '{tag}' at {snapshot.Path}");
+                }
+            }
+            catch (ForkdException ex)
+            {
+                WriteForkdError(ex, tag);
+            }
+        }
+    }
+}
