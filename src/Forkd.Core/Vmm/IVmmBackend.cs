@@ -1,0 +1,118 @@
+using System.Text.Json.Nodes;
+
+namespace Forkd.Core.Vmm;
+
+/// <summary>Which hypervisor runs a VM. Recorded in the snapshot; children always use the parent's.</summary>
+public enum BackendKind
+{
+    Qemu,
+    Firecracker,
+}
+
+/// <summary>How guest code runs: hardware virtualisation (KVM) or QEMU's software CPU (TCG).</summary>
+public enum Accelerator
+{
+    Kvm,
+    Tcg,
+}
+
+/// <summary>A block device given to the guest. The root disk of big guests is attached read-only and shared.</summary>
+public sealed record DriveSpec(string Id, string HostPath, bool ReadOnly, bool IsRoot = false);
+
+/// <summary>Where the guest agent listens, as seen from the host.</summary>
+/// <param name="Transport"><c>unix</c> (QEMU virtio-serial chardev socket), <c>vsock</c> (Firecracker hybrid vsock: Unix socket + <c>CONNECT port</c>) or <c>tcp</c>.</param>
+/// <param name="Address">Socket path, or IP address for tcp.</param>
+/// <param name="Port">vsock or TCP port; null for unix.</param>
+/// <param name="NetworkNamespace">Namespace to enter before connecting (tcp only), or null.</param>
+public sealed record AgentEndpoint(string Transport, string Address, int? Port = null, string? NetworkNamespace = null)
+{
+    public override string ToString() => Port is null ? $"{Transport}:{Address}" : $"{Transport}:{Address}:{Port}";
+}
+
+/// <summary>Everything needed to cold-boot a parent VM.</summary>
+public sealed record VmBootSpec
+{
+    public required string Name { get; init; }
+
+    /// <summary>The VM's own work dir: sockets, logs, pid file. Created by the caller.</summary>
+    public required string WorkDirectory { get; init; }
+
+    public required string KernelPath { get; init; }
+
+    public string? InitramfsPath { get; init; }
+
+    /// <summary>Kernel arguments the guest image needs; the backend appends its own (console, TSC, …).</summary>
+    public string KernelCommandLine { get; init; } = "";
+
+    public int MemoryMiB { get; init; } = 256;
+
+    public int VcpuCount { get; init; } = 1;
+
+    public Accelerator Accelerator { get; init; } = Accelerator.Tcg;
+
+    /// <summary>The file that will hold guest RAM for the snapshot (QEMU maps it shared from boot on).</summary>
+    public required string MemoryFilePath { get; init; }
+
+    public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
+}
+
+/// <summary>The two files a saved VM consists of.</summary>
+public sealed record VmSnapshotFiles(string VmStatePath, string MemoryPath);
+
+/// <summary>Everything needed to start one child from a snapshot.</summary>
+public sealed record VmRestoreSpec
+{
+    public required string Name { get; init; }
+
+    public required string WorkDirectory { get; init; }
+
+    public required VmSnapshotFiles Snapshot { get; init; }
+
+    /// <summary>What the backend recorded at save time (<see cref="IVmHandle.BackendConfig"/>).</summary>
+    public required JsonObject BackendConfig { get; init; }
+
+    public Accelerator Accelerator { get; init; } = Accelerator.Tcg;
+
+    /// <summary>Network namespace to start the VMM in, or null for the host namespace.</summary>
+    public string? NetworkNamespace { get; init; }
+
+    /// <summary>Drives that replace the parent's (per-child copy-on-write overlays), by drive id.</summary>
+    public IReadOnlyList<DriveSpec> DriveOverrides { get; init; } = [];
+}
+
+/// <summary>A running VMM process under our control.</summary>
+public interface IVmHandle : IAsyncDisposable
+{
+    int ProcessId { get; }
+
+    string WorkDirectory { get; }
+
+    AgentEndpoint Agent { get; }
+
+    /// <summary>Settings a child needs to restore this VM's snapshot (machine type, kernel, memory size…).</summary>
+    JsonObject BackendConfig { get; }
+
+    Task PauseAsync(CancellationToken cancellationToken);
+
+    Task ResumeAsync(CancellationToken cancellationToken);
+
+    /// <summary>Saves device state to <see cref="VmSnapshotFiles.VmStatePath"/>; guest RAM ends up in <see cref="VmSnapshotFiles.MemoryPath"/>.</summary>
+    Task SaveAsync(VmSnapshotFiles files, CancellationToken cancellationToken);
+
+    /// <summary>Ends the VMM process (SIGKILL) and waits for it.</summary>
+    Task KillAsync();
+
+    /// <summary>Lets the VMM outlive this process: closes control connections without stopping the VM.</summary>
+    void Detach();
+}
+
+/// <summary>One hypervisor. Implementations live side by side (QEMU, Firecracker) behind this interface.</summary>
+public interface IVmmBackend
+{
+    BackendKind Kind { get; }
+
+    Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken);
+
+    /// <summary>Starts a child: a new VMM process that maps the snapshot memory copy-on-write, loads the device state and resumes.</summary>
+    Task<IVmHandle> RestoreAsync(VmRestoreSpec spec, CancellationToken cancellationToken);
+}
