@@ -10,7 +10,9 @@
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
+        'Build-ForkdImage'
         'Get-ForkdDataDirectory'
+        'Get-ForkdImage'
         'Get-ForkdSnapshot'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
