@@ -58,6 +58,11 @@ Describe 'Build-ForkdImage' -Tag Image {
         (Get-ForkdImage -Recipe minimal).ContentHash | Should -Contain $image.ContentHash
     }
 
+    It 'with -Force -WhatIf rebuilds nothing' {
+        Build-ForkdImage minimal -Force -WhatIf | Should -BeNullOrEmpty
+        (Get-ForkdImage minimal | Where-Object ContentHash -eq $image.ContentHash).BuiltAt | Should -Be $image.BuiltAt
+    }
+
     It 'refuses an unknown recipe with RecipeNotFound and leaves no work dir' {
         { Build-ForkdImage -Recipe no-such-recipe -ErrorAction Stop } | Should -Throw -ErrorId 'RecipeNotFound,Forkd.PowerShell.Commands.BuildForkdImageCommand'
         Get-ChildItem ([IO.Path]::GetTempPath()) -Filter "forkd-build-*-$PID-*" | Should -BeNullOrEmpty
