@@ -22,7 +22,7 @@ public sealed class GuestImageBuilder
     public const string InitramfsFileName = "initramfs.cpio";
 
     /// <summary>Bumped whenever the builder changes what it puts into an image, so old cache entries are not reused.</summary>
-    private const string BuilderFormat = "forkd-guest-image/1";
+    private const string BuilderFormat = "forkd-guest-image/2";
     private const string StagingPrefix = ".tmp-";
     private const string PythonRelative = "usr/bin/python3";
 
@@ -216,7 +216,12 @@ public sealed class GuestImageBuilder
         await ToolRunner.RunCheckedAsync("PackageExtractFailed", "dpkg-deb", ["-x", deb, into], null, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>An uncompressed newc archive: QEMU loads it straight into guest RAM and the kernel need not decompress it under TCG.</summary>
+    /// <summary>
+    /// An uncompressed newc archive: QEMU loads it straight into guest RAM and the kernel need not
+    /// decompress it under TCG (measured: gzip costs ~0.6 s more QEMU CPU to the first ping). Every
+    /// entry has mtime 0, so the same packages give the same bytes; the .pyc files are
+    /// unchecked-hash, so Python never compares times.
+    /// </summary>
     private static void WriteInitramfs(string root, string path)
     {
         using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
