@@ -13,6 +13,7 @@
         'Build-ForkdImage'
         'Get-ForkdDataDirectory'
         'Get-ForkdImage'
+        'Remove-ForkdImage'
         'Get-ForkdSnapshot'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'

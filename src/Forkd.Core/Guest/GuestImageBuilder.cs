@@ -192,6 +192,34 @@ public sealed class GuestImageBuilder
         }
     }
 
+    /// <summary>
+    /// Deletes a cached image. It is first renamed to a staging name, so it leaves the cache in one
+    /// step and a half-deleted image is never listed. VMs already booted from it keep running.
+    /// </summary>
+    public void Remove(GuestImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var full = Path.GetFullPath(image.Directory);
+        if (!string.Equals(Path.GetDirectoryName(full), Path.GetFullPath(ImagesDirectory), StringComparison.Ordinal))
+        {
+            throw new ForkdException("ImageNotInCache", ForkdErrorKind.InvalidArgument,
+                $"{full} is not an image directory of the cache {ImagesDirectory}", full);
+        }
+
+        var doomed = Path.Combine(ImagesDirectory, string.Create(CultureInfo.InvariantCulture,
+            $"{StagingPrefix}remove-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}"));
+        try
+        {
+            Directory.Move(full, doomed);
+        }
+        catch (DirectoryNotFoundException ex)
+        {
+            throw new ForkdException("ImageNotFound", ForkdErrorKind.NotFound, $"no cached image at {full}", full, ex);
+        }
+
+        SafeDelete.Delete(doomed);
+    }
+
     /// <summary>The content hash: recipe definition, exact packages (.deb SHA-256) and guest files.</summary>
     internal static string ContentHash(GuestRecipe recipe, IEnumerable<AptPackage> packages, GuestSources sources)
     {
