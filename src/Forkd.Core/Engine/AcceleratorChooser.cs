@@ -104,7 +104,8 @@ public sealed class AcceleratorChooser
         }
         catch (ForkdException ex)
         {
-            return new(Accelerator.Tcg, $"KVM cannot boot this guest{pvm}: {ex.Message}; using TCG");
+            var firstLine = ex.Message.Split('\n')[0].Trim();
+            return new(Accelerator.Tcg, $"KVM cannot boot this guest{pvm}: {firstLine}; using TCG");
         }
         finally
         {

@@ -54,10 +54,10 @@ public sealed class SnapshotBuilder
     private readonly ForkdPaths _paths;
     private readonly IVmmBackend _backend;
     private readonly ChildRegistry _registry;
-    private readonly Func<VmBootSpec, CancellationToken, Task<AcceleratorChoice>> _chooseAccelerator;
+    private readonly Func<AcceleratorPreference, VmBootSpec, CancellationToken, Task<AcceleratorChoice>> _chooseAccelerator;
 
     public SnapshotBuilder(ForkdPaths paths, IVmmBackend backend, ChildRegistry registry,
-        Func<VmBootSpec, CancellationToken, Task<AcceleratorChoice>> chooseAccelerator)
+        Func<AcceleratorPreference, VmBootSpec, CancellationToken, Task<AcceleratorChoice>> chooseAccelerator)
     {
         _paths = paths;
         _backend = backend;
@@ -115,7 +115,7 @@ public sealed class SnapshotBuilder
             };
 
             progress?.Report(new("choosing accelerator", 5));
-            var choice = await _chooseAccelerator(spec, cancellationToken).ConfigureAwait(false);
+            var choice = await _chooseAccelerator(request.Accelerator, spec, cancellationToken).ConfigureAwait(false);
             log?.Invoke($"accelerator: {choice.Accelerator.ToString().ToUpperInvariant()} ({choice.Reason}{(choice.FromCache ? ", cached verdict" : "")})");
             spec = spec with { Accelerator = choice.Accelerator };
 
