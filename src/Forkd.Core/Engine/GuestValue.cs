@@ -5,8 +5,8 @@ namespace Forkd.Core.Engine;
 
 /// <summary>
 /// Turns the guest's JSON-encoded result into plain .NET values: numbers (long, else double), strings,
-/// booleans, null, arrays (object[]) and objects (an ordered dictionary). Python's non-standard
-/// <c>NaN</c>, <c>Infinity</c> and <c>-Infinity</c> literals become the matching doubles.
+/// booleans, null, arrays (object[]) and objects (an ordered dictionary). forkd's string sentinels
+/// for NaN and ±Infinity (and Python's bare non-standard literals) become the matching doubles.
 /// </summary>
 public static class GuestValue
 {
@@ -37,9 +37,10 @@ public static class GuestValue
         }
     }
 
-    private const string NaNMarker = "\u0001NaN";
-    private const string PosInfMarker = "\u0001Infinity";
-    private const string NegInfMarker = "\u0001-Infinity";
+    // forkd's sentinels for non-finite floats (JSON has none); bare literals from other agents map onto them too.
+    public const string NaNMarker = "__js_NaN__";
+    public const string PosInfMarker = "__js_Infinity__";
+    public const string NegInfMarker = "__js_-Infinity__";
 
     // Python's json.dumps writes NaN/Infinity bare; rewrite them (outside strings) as marker strings.
     private static string ReplaceBareLiterals(string json)
@@ -103,7 +104,7 @@ public static class GuestValue
         JsonValueKind.Null or JsonValueKind.Undefined => null,
         JsonValueKind.True => true,
         JsonValueKind.False => false,
-        JsonValueKind.Number => e.TryGetInt64(out var l) ? l : e.GetDouble(),
+        JsonValueKind.Number => e.TryGetInt64(out var l) ? (object)l : e.GetDouble(),
         JsonValueKind.String => e.GetString() switch
         {
             NaNMarker => double.NaN,

@@ -34,7 +34,7 @@ public sealed class QmpClient : IAsyncDisposable
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
-        Socket? socket = null;
+        Socket socket;
         while (true)
         {
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -43,22 +43,19 @@ public sealed class QmpClient : IAsyncDisposable
                 await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), deadline.Token).ConfigureAwait(false);
                 break;
             }
-            catch (SocketException) when (!deadline.IsCancellationRequested)
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException)
             {
                 socket.Dispose();
-                await Task.Delay(20, deadline.Token).ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                if (deadline.IsCancellationRequested)
+                {
+                    throw new ForkdException("QmpConnectTimeout", ForkdErrorKind.Timeout,
+                        $"QEMU's QMP socket {socketPath} did not accept a connection within {timeout.TotalSeconds:0.#} s", socketPath, ex);
+                }
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                socket.Dispose();
-                throw new ForkdException("QmpConnectTimeout", ForkdErrorKind.Timeout,
-                    $"QEMU's QMP socket {socketPath} did not accept a connection within {timeout.TotalSeconds:0.#} s", socketPath);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
+
+            // Not listening yet (QEMU still starting): try again shortly.
+            await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
         }
 
         var client = new QmpClient(new NetworkStream(socket, ownsSocket: true));
