@@ -85,6 +85,7 @@ public sealed class Cgroups
                 }
 
                 Directory.Delete(leaf); // cgroupfs: rmdir of the directory, its control files go with it
+                RemoveEmptyGroup(Path.GetDirectoryName(leaf));
                 return true;
             }
             catch (IOException)
@@ -98,6 +99,23 @@ public sealed class Cgroups
         }
 
         return !Directory.Exists(leaf);
+    }
+
+    // The shared "forkd" group goes with its last leaf; while other children have leaves, rmdir fails and it stays.
+    private static void RemoveEmptyGroup(string? group)
+    {
+        if (group is null || Path.GetFileName(group) != GroupName || Directory.EnumerateDirectories(group).Any())
+        {
+            return;
+        }
+
+        try
+        {
+            Directory.Delete(group);
+        }
+        catch (IOException)
+        {
+        }
     }
 
     private static void EnableMemoryController(string dir)
