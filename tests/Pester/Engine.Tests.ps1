@@ -133,6 +133,30 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         Get-ChildItem ([IO.Path]::GetTempPath()) -Filter "$parentPattern*" | Should -BeNullOrEmpty
     }
 
+    It 'Ctrl+C during a fork stops the children it already started' {
+        $registry = Join-Path $env:FORKD_DATA_DIR 'children'
+        $before = @(Get-ChildItem $registry -Filter *.json).Count
+        $proc = Start-Process $pwsh -PassThru -RedirectStandardOutput (Join-Path $TestDrive 'fork.log') -ArgumentList @('-NoProfile', '-NonInteractive',
+            '-Command', "Import-Module '$env:FORKD_MODULE_PATH'; Invoke-ForkdFork -Tag eng -Count 20 | Out-Null; 'done'")
+        try {
+            $deadline = [DateTime]::UtcNow.AddSeconds(120)
+            while (@(Get-ChildItem $registry -Filter *.json).Count -le $before -and -not $proc.HasExited -and [DateTime]::UtcNow -lt $deadline) {
+                Start-Sleep -Milliseconds 20
+            }
+            $proc.HasExited | Should -BeFalse -Because 'the fork must still be running when Ctrl+C arrives'
+            & kill -INT $proc.Id
+            $proc.WaitForExit(60000) | Should -BeTrue
+        } finally {
+            if (-not $proc.HasExited) { $proc.Kill() }
+        }
+        Get-Content (Join-Path $TestDrive 'fork.log') -ErrorAction SilentlyContinue | Should -Not -Contain 'done'
+        @(Get-ChildItem $registry -Filter *.json).Count | Should -Be $before
+        Get-ChildItem ([IO.Path]::GetTempPath()) -Filter "forkd-child-eng-$($proc.Id)-*" | Should -BeNullOrEmpty
+        Get-ChildItem /proc -Directory -ErrorAction SilentlyContinue | Where-Object Name -match '^\d+$' | Where-Object {
+            try { [IO.File]::ReadAllText("$($_.FullName)/cmdline").Contains("forkd-child-eng-$($proc.Id)-") } catch { $false }
+        } | Should -BeNullOrEmpty
+    }
+
     It 'applies a cgroup memory limit and a raised oom_score_adj to a child' {
         if ((& id -u) -ne '0') { Set-ItResult -Skipped -Because 'cgroup memory limits need root'; return }
         $extra = Invoke-ForkdFork -Tag eng -Count 1 -MemoryLimitMiB 512

@@ -63,8 +63,8 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         {
             var request = ResolveImage(pump);
             var builder = EngineHooks.SnapshotBuilder(Paths);
-            var progress = new Progress<SnapshotProgress>(p => pump.Post(() =>
-                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent })));
+            var progress = pump.Progress<SnapshotProgress>(p =>
+                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent }));
             var result = pump.Run(Task.Run(() => builder.CreateAsync(request, progress, line => pump.Post(() => WriteVerbose(line)), StopToken),
                 StopToken));
             WriteProgress(new ProgressRecord(1, activity, "done") { RecordType = ProgressRecordType.Completed });
