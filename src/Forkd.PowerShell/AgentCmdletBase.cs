@@ -14,7 +14,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
 {
     private readonly List<string> _ids = [];
 
-    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string[] Id { get; set; } = [];
 
