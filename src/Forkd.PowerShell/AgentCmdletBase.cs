@@ -24,6 +24,9 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
 
     protected override void ProcessRecord() => _ids.AddRange(Id);
 
+    /// <summary>What the call does to a child, for -WhatIf/-Confirm; null for read-only calls (ping).</summary>
+    protected virtual string? ShouldProcessAction => null;
+
     /// <summary>One call to one child.</summary>
     protected abstract Task<TResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken);
 
@@ -38,7 +41,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
             {
                 WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
             }
-            else
+            else if (ShouldProcessAction is null || ShouldProcess(child.Id, ShouldProcessAction))
             {
                 children.Add(child);
             }
