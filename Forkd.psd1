@@ -11,12 +11,19 @@
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
         'Build-ForkdImage'
+        'Get-ForkdChild'
         'Get-ForkdDataDirectory'
         'Get-ForkdImage'
         'Remove-ForkdImage'
         'Get-ForkdSnapshot'
+        'Invoke-ForkdEval'
+        'Invoke-ForkdExec'
+        'Invoke-ForkdFork'
+        'New-ForkdSnapshot'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
+        'Stop-ForkdChild'
+        'Test-ForkdAgent'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
