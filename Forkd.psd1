@@ -10,8 +10,11 @@
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
+        'Export-ForkdPack'
         'Get-ForkdDataDirectory'
         'Get-ForkdSnapshot'
+        'Import-ForkdPack'
+        'Publish-ForkdPack'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
     )

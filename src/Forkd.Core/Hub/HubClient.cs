@@ -91,6 +91,8 @@ public sealed class HubClient : IDisposable
         var length = response.Content.Headers.ContentLength;
         var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
         await using var guarded = new TransferGuardStream(body, shown, length);
+        // The import reads synchronously; closing the body is what unblocks a read from a stalled server on Ctrl+C.
+        await using var abort = ct.Register(body.Dispose);
         return await Task.Factory.StartNew(() => installer.Import(guarded, shown, length, options, progress, ct),
             ct, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
     }

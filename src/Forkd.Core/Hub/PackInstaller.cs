@@ -35,7 +35,7 @@ public sealed class PackInstaller
     public Task<SnapshotInfo> ImportFileAsync(string packPath, ImportOptions options, IProgress<PackProgress>? progress, CancellationToken cancellationToken)
     {
         var full = Path.GetFullPath(packPath);
-        if (!File.Exists(full))
+        if (!Path.Exists(full) || Directory.Exists(full)) // Path.Exists: a FIFO or /dev/stdin is fine, File.Exists says no
         {
             throw new ForkdException("PackFileNotFound", ForkdErrorKind.NotFound, $"pack file not found: {full}", full);
         }
@@ -43,7 +43,7 @@ public sealed class PackInstaller
         return Task.Factory.StartNew(() =>
         {
             using var stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-            return Import(stream, full, stream.Length, options, progress, cancellationToken);
+            return Import(stream, full, stream.CanSeek ? stream.Length : null, options, progress, cancellationToken); // a FIFO or /dev/stdin has no length
         }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
