@@ -1,8 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using Microsoft.Win32.SafeHandles;
-using ZstdSharp;
-using ZstdSharp.Unsafe;
 
 namespace Forkd.Core.Hub;
 
@@ -14,10 +12,10 @@ namespace Forkd.Core.Hub;
 /// </summary>
 internal sealed class FrameCompressor : IDisposable
 {
-    public const int ChunkSize = 1024 * 1024;
+    public const int ChunkSize = 4 * 1024 * 1024;
 
     /// <summary>Zero runs at least this long get their own RLE frame; shorter ones stay inline.</summary>
-    public const int ZeroRunThreshold = 64 * 1024;
+    public const int ZeroRunThreshold = 1024 * 1024;
 
     private readonly SafeFileHandle _output;
     private readonly int _level;
@@ -147,17 +145,16 @@ internal sealed class FrameCompressor : IDisposable
 
     private void CompressLoop()
     {
-        using var compressor = new Compressor(_level);
-        compressor.SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 1);
+        using var compressor = ZstdCodec.CreateEncoder(_level);
         try
         {
             foreach (var job in _work.GetConsumingEnumerable(_failed.Token))
             {
                 try
                 {
-                    var bound = Compressor.GetCompressBound(job.Length);
+                    var bound = ZstdCodec.CompressBound(job.Length);
                     var dest = ArrayPool<byte>.Shared.Rent(bound);
-                    var written = compressor.Wrap(job.Input.AsSpan(0, job.Length), dest);
+                    var written = compressor.Compress(job.Input.AsSpan(0, job.Length), dest);
                     job.Done.SetResult(new Output(dest, written, Pooled: true));
                 }
                 catch (Exception ex)

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using ZstdSharp;
 
 namespace Forkd.Core.Hub;
 
@@ -92,7 +91,7 @@ public sealed class ZstdReadStream : Stream
 {
     private readonly Stream _source;
     private readonly string _name;
-    private readonly Decompressor _decompressor = new();
+    private readonly IZstdStreamDecoder _decompressor = ZstdCodec.CreateDecoder();
     private readonly byte[] _input = new byte[256 * 1024];
     private int _inPos;
     private int _inLen;
@@ -170,9 +169,9 @@ public sealed class ZstdReadStream : Stream
             int consumed, written;
             try
             {
-                status = _decompressor.UnwrapStream(_input.AsSpan(_inPos, _inLen - _inPos), buffer, out consumed, out written);
+                status = _decompressor.Decode(_input.AsSpan(_inPos, _inLen - _inPos), buffer, out consumed, out written);
             }
-            catch (ZstdException ex)
+            catch (InvalidDataException ex)
             {
                 throw new ForkdException("PackCorrupt", ForkdErrorKind.InvalidData,
                     $"pack {_name} is damaged: the zstd stream cannot be decoded ({ex.Message})", _name, ex)
