@@ -27,10 +27,13 @@ function Invoke-Bash([string] $Script) {
     if ($LASTEXITCODE -ne 0) { throw "bash failed: $Script" }
 }
 
+# Wall and CPU (user + sys of the whole pipeline) seconds, from bash's `time`.
 function Measure-Bash([string] $Script) {
-    $sw = [Diagnostics.Stopwatch]::StartNew()
-    Invoke-Bash $Script
-    $sw.Elapsed.TotalSeconds
+    $timeFile = Join-Path $WorkDir 'time.txt'
+    & bash -c "TIMEFORMAT='%R %U %S'; { time ( set -euo pipefail; $Script ) ; } 2> '$timeFile'"
+    if ($LASTEXITCODE -ne 0) { throw "bash failed: $Script $(Get-Content -Raw $timeFile)" }
+    $t = (Get-Content $timeFile | Select-Object -Last 1) -split ' '
+    [pscustomobject]@{ Seconds = [double]$t[0]; CpuSeconds = [double]$t[1] + [double]$t[2] }
 }
 
 # One cmdlet call in a fresh pwsh: seconds around the cmdlet, and the process's peak RSS in KiB.
@@ -40,19 +43,22 @@ function Measure-Forkd([string] $DataDir, [string] $Command) {
 `$env:FORKD_DATA_DIR = '$DataDir'
 Import-Module '$ModulePath'
 `$before = [int]((Select-String -Path /proc/self/status -Pattern '^VmRSS:\s+(\d+)').Matches[0].Groups[1].Value)
+`$cpu = [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime
 `$sw = [Diagnostics.Stopwatch]::StartNew()
 $Command | Out-Null
 `$sw.Stop()
+`$cpu = ([Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime - `$cpu).TotalSeconds
 `$hwm = [int]((Select-String -Path /proc/self/status -Pattern '^VmHWM:\s+(\d+)').Matches[0].Groups[1].Value)
-"`$(`$sw.Elapsed.TotalSeconds) `$hwm `$before"
+"`$(`$sw.Elapsed.TotalSeconds) `$hwm `$before `$cpu"
 "@
     $out = & $pwsh -NoProfile -NonInteractive -Command $script
     if ($LASTEXITCODE -ne 0) { throw "child pwsh failed: $out" }
     $parts = ($out | Select-Object -Last 1) -split ' '
-    [pscustomobject]@{ Seconds = [double]$parts[0]; PeakKiB = [int]$parts[1]; StartKiB = [int]$parts[2] }
+    [pscustomobject]@{ Seconds = [double]$parts[0]; PeakKiB = [int]$parts[1]; StartKiB = [int]$parts[2]; CpuSeconds = [double]$parts[3] }
 }
 
 function Get-Median([double[]] $Values) { ($Values | Sort-Object)[[int][Math]::Floor($Values.Count / 2)] }
+function Get-MedianOf($Runs, [string] $Property) { Get-Median @($Runs | ForEach-Object { $_.$Property }) }
 
 function Get-DiskUsage([string] $File) {
     $apparent = (Get-Item $File).Length
@@ -96,6 +102,8 @@ with open(path, 'wb') as f:
     $totalPages = $SizeMiB * 256
     Invoke-Bash "cat '$snap/memory.bin' '$snap/vmstate' > /dev/null"   # warm cache for both sides
 
+    $load = (Get-Content /proc/loadavg).Split(' ')[0]
+    $codec = & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$ModulePath'; `$null = Get-ForkdDataDirectory; [Forkd.Core.Hub.ZstdCodec]::Implementation"
     $ourPack = Join-Path $WorkDir 'ours.forkd-snapshot.tar.zst'
     $cliPack = Join-Path $WorkDir 'cli.tar.zst'
     $results = @{ OursExport = @(); CliExport = @(); OursImport = @(); CliImport = @(); CliImportOurs = @(); ExportPeak = @(); ImportPeak = @() }
@@ -103,12 +111,12 @@ with open(path, 'wb') as f:
     for ($i = 1; $i -le $Repeat; $i++) {
         Write-Host "==> run $i of $Repeat"
         $m = Measure-Forkd $data "Export-ForkdPack -Tag bench -Path '$ourPack' -Force -CompressionLevel 3"
-        $results.OursExport += $m.Seconds; $results.ExportPeak += $m.PeakKiB; $startKiB = $m.StartKiB
+        $results.OursExport += $m; $results.ExportPeak += $m.PeakKiB; $startKiB = $m.StartKiB
         $results.CliExport += Measure-Bash "tar -cf - -C '$snap' snapshot.json vmstate memory.bin | zstd -3 -q -f -o '$cliPack'"
 
         $target = Join-Path $WorkDir "import-$i"
         $m = Measure-Forkd $target "Import-ForkdPack -Path '$ourPack'"
-        $results.OursImport += $m.Seconds; $results.ImportPeak += $m.PeakKiB
+        $results.OursImport += $m; $results.ImportPeak += $m.PeakKiB
         $cliOut = Join-Path $WorkDir "cli-out-$i"
         New-Item -ItemType Directory -Path $cliOut | Out-Null
         $results.CliImport += Measure-Bash "zstd -d -c -q '$cliPack' | tar -xf - -C '$cliOut'"
@@ -129,17 +137,21 @@ with open(path, 'wb') as f:
     $zstdVersion = (& zstd --version) -replace '^.*v(\d+\.\d+\.\d+).*$', '$1'
     $fmt = { param($a, $b) '{0:F2}x' -f ($a / $b) }
 
-    $oe = Get-Median $results.OursExport; $ce = Get-Median $results.CliExport
-    $oi = Get-Median $results.OursImport; $ci = Get-Median $results.CliImport; $co = Get-Median $results.CliImportOurs
+    $oe = Get-MedianOf $results.OursExport Seconds; $ce = Get-MedianOf $results.CliExport Seconds
+    $oi = Get-MedianOf $results.OursImport Seconds; $ci = Get-MedianOf $results.CliImport Seconds; $co = Get-MedianOf $results.CliImportOurs Seconds
+    $oeCpu = Get-MedianOf $results.OursExport CpuSeconds; $ceCpu = Get-MedianOf $results.CliExport CpuSeconds
+    $oiCpu = Get-MedianOf $results.OursImport CpuSeconds; $ciCpu = Get-MedianOf $results.CliImport CpuSeconds
     $lines = @(
         "Synthetic memory image: $SizeMiB MiB, $([Math]::Round(100.0 * $zeroPages / $totalPages))% zero pages (runs of 1-64 pages of each kind), ~20% text-like, ~10% random; vmstate 14 KiB."
-        "Machine: $([Environment]::ProcessorCount) cores ($cpu), zstd $zstdVersion, warm page cache, median of $Repeat runs."
+        "Machine: $([Environment]::ProcessorCount) cores ($cpu), zstd $zstdVersion, codec $codec, warm page cache, median of $Repeat runs; load average before: $load."
         ''
         '| Direction | Export-/Import-ForkdPack | CLI pipeline | ours / CLI |'
         '|---|---:|---:|---:|'
         "| Pack, level 3 (s) | $('{0:F2}' -f $oe) | $('{0:F2}' -f $ce) ``tar -cf - … \| zstd -3`` | $(& $fmt $oe $ce) |"
+        "| Pack, CPU seconds (user + sys) | $('{0:F2}' -f $oeCpu) | $('{0:F2}' -f $ceCpu) | $(& $fmt $oeCpu $ceCpu) |"
         "| Pack size (MiB) | $('{0:F1}' -f ($oursSize / $mib)) | $('{0:F1}' -f ($cliSize / $mib)) | $(& $fmt $oursSize $cliSize) |"
         "| Unpack (s) | $('{0:F2}' -f $oi) (verifies SHA-256) | $('{0:F2}' -f $ci) ``zstd -d \| tar -x`` (no verification) | $(& $fmt $oi $ci) |"
+        "| Unpack, CPU seconds (user + sys) | $('{0:F2}' -f $oiCpu) | $('{0:F2}' -f $ciCpu) | $(& $fmt $oiCpu $ciCpu) |"
         "| Unpack of our pack by the CLI (s) | | $('{0:F2}' -f $co) | |"
         "| memory.bin on disk after unpack (MiB, du / apparent) | $('{0:F1}' -f ($oursDu.Disk / $mib)) / $('{0:F1}' -f ($oursDu.Apparent / $mib)) | $('{0:F1}' -f ($cliDu.Disk / $mib)) / $('{0:F1}' -f ($cliDu.Apparent / $mib)) | |"
         "| Peak RSS of the pwsh process (MiB): pack / unpack | $('{0:F0}' -f ((($results.ExportPeak | Measure-Object -Maximum).Maximum) / 1024)) / $('{0:F0}' -f ((($results.ImportPeak | Measure-Object -Maximum).Maximum) / 1024)) (pwsh + module alone: $('{0:F0}' -f ($startKiB / 1024))) | | |"
