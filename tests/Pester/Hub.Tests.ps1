@@ -67,6 +67,14 @@ Describe 'Export-ForkdPack and Import-ForkdPack' -Tag Hub {
         (Export-ForkdPack -Tag 'py.agent' -Path "$TestDrive/taken.tar.zst" -Force).PackedBytes | Should -BeGreaterThan 1000
     }
 
+    It 'reports a missing output directory and an unknown tag with their ErrorIds' {
+        Export-ForkdPack -Tag 'py.agent' -Path "$TestDrive/no/such/dir/x.tar.zst" -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'PackOutputDirectoryNotFound,Forkd.PowerShell.Commands.ExportForkdPackCommand'
+        Export-ForkdPack -Tag 'nosuch' -Path "$TestDrive/x.tar.zst" -ErrorVariable err2 -ErrorAction SilentlyContinue
+        $err2[0].FullyQualifiedErrorId | Should -Be 'SnapshotNotFound,Forkd.PowerShell.Commands.ExportForkdPackCommand'
+        Test-Path "$TestDrive/x.tar.zst" | Should -BeFalse
+    }
+
     It 'imports into another data dir, fork-ready, with portable metadata and zero pages as holes' {
         $env:FORKD_DATA_DIR = Join-Path $TestDrive 'other'
         try {

@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using System.Text;
 using Forkd.Core.Store;
 using Microsoft.Win32.SafeHandles;
@@ -176,7 +174,7 @@ public static class PackExtractor
                 throw;
             }
 
-            hasher.Add(buffer, n); // the hasher returns the buffer to the pool
+            hasher.Add(buffer, n, BackgroundHasher.ReturnToPool); // hashed on another core, then pooled again
             offset += n;
             reportProgress();
         }
@@ -225,54 +223,4 @@ public static class PackExtractor
         };
 
     internal static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
-
-    /// <summary>Hashes on a second core while the first decompresses and writes.</summary>
-    private sealed class BackgroundHasher : IDisposable
-    {
-        private readonly BlockingCollection<(byte[] Buffer, int Length)> _queue = new(8);
-        private readonly Task<string> _worker;
-
-        public BackgroundHasher()
-        {
-            _worker = Task.Factory.StartNew(Run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        }
-
-        public void Add(byte[] buffer, int length) => _queue.Add((buffer, length));
-
-        public string Finish()
-        {
-            _queue.CompleteAdding();
-            return _worker.GetAwaiter().GetResult();
-        }
-
-        private string Run()
-        {
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            foreach (var (buffer, length) in _queue.GetConsumingEnumerable())
-            {
-                hash.AppendData(buffer, 0, length);
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-
-            return Convert.ToHexStringLower(hash.GetHashAndReset());
-        }
-
-        public void Dispose()
-        {
-            if (!_queue.IsAddingCompleted)
-            {
-                _queue.CompleteAdding();
-                try
-                {
-                    _worker.Wait();
-                }
-                catch (AggregateException)
-                {
-                    // the import is failing already
-                }
-            }
-
-            _queue.Dispose();
-        }
-    }
 }

@@ -52,6 +52,13 @@ public sealed class PackWriter
         }
 
         var sources = CollectSources(tag, dir);
+        var outputDir = Path.GetDirectoryName(destination)!;
+        if (!Directory.Exists(outputDir))
+        {
+            throw new ForkdException("PackOutputDirectoryNotFound", ForkdErrorKind.NotFound,
+                $"cannot write {destination}: directory {outputDir} does not exist", destination);
+        }
+
         if (File.Exists(destination) && !options.Overwrite)
         {
             throw OutputExists(destination);
@@ -139,38 +146,60 @@ public sealed class PackWriter
     private static PackFileEntry WriteEntry(FrameCompressor frames, Source source, ProgressThrottle report, CancellationToken ct)
     {
         frames.Append(TarHeaderWriter.Regular(source.Name, source.Size, source.Mode, source.ModifiedAt));
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using var hasher = new BackgroundHasher();
         if (source.Content is not null)
         {
-            hash.AppendData(source.Content);
+            hasher.Add(source.Content, source.Content.Length, static _ => { });
             frames.Append(source.Content);
             report.Add(source.Content.Length);
         }
         else
         {
             using var stream = new FileStream(source.FilePath, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-            var buffer = new byte[ReadSize];
             long left = source.Size;
             while (left > 0)
             {
                 ct.ThrowIfCancellationRequested();
-                var n = stream.ReadAtLeast(buffer.AsSpan(0, (int)Math.Min(buffer.Length, left)), (int)Math.Min(buffer.Length, left), throwOnEndOfStream: false);
+                var want = (int)Math.Min(ReadSize, left);
+                var shared = new SharedBuffer(ReadSize);
+                int n;
+                try
+                {
+                    n = stream.ReadAtLeast(shared.Array.AsSpan(0, want), want, throwOnEndOfStream: false);
+                }
+                catch
+                {
+                    shared.Release();
+                    shared.Release();
+                    throw;
+                }
+
                 if (n == 0)
                 {
+                    shared.Release();
+                    shared.Release();
                     throw new ForkdException("PackSourceChanged", ForkdErrorKind.Failed,
                         $"{source.FilePath} shrank while it was being packed", source.FilePath);
                 }
 
-                var data = buffer.AsSpan(0, n);
-                hash.AppendData(data);
-                AppendSkippingZeroPages(frames, data);
+                // One read feeds both: the hash on its own thread, the compressor from this one.
+                hasher.Add(shared.Array, n, _ => shared.Release());
+                try
+                {
+                    AppendSkippingZeroPages(frames, shared.Array.AsSpan(0, n));
+                }
+                finally
+                {
+                    shared.Release();
+                }
+
                 left -= n;
                 report.Add(n);
             }
         }
 
         frames.Append(new byte[TarHeaderWriter.Padding(source.Size)]);
-        return new PackFileEntry(source.Name, source.Size, Convert.ToHexStringLower(hash.GetHashAndReset()));
+        return new PackFileEntry(source.Name, source.Size, hasher.Finish());
     }
 
     // Zero pages go to the compressor as a count, not as bytes: long runs become RLE frames.

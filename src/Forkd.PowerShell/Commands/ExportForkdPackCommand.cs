@@ -66,6 +66,11 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
         {
             WriteForkdError(ex, Tag);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Disk full, permissions: the engine has removed its partial output already.
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, Tag, inner: ex);
+        }
     }
 
     private string ResolveDestination()

@@ -86,5 +86,10 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
         {
             WriteForkdError(ex, ParameterSetName == UriSet ? Uri : Path);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Disk full, permissions: the engine has removed its partial output already.
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, ParameterSetName == UriSet ? Uri : Path, inner: ex);
+        }
     }
 }

@@ -59,5 +59,10 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
         {
             WriteForkdError(ex, Tag);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Disk full, permissions: the engine has removed its partial output already.
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, Tag, inner: ex);
+        }
     }
 }

@@ -113,6 +113,14 @@ public sealed class PackRoundTripTests : IDisposable
     }
 
     [Fact]
+    public async Task Export_into_a_missing_directory_fails_clearly()
+    {
+        HubSandbox.MakeSnapshot(_box.Paths, "nodir");
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => new PackWriter(_box.Paths).ExportAsync("nodir", Path.Combine(_box.Root, "absent", "x.tar.zst"), new PackOptions(), null, default));
+        Assert.Equal("PackOutputDirectoryNotFound", ex.ErrorId);
+    }
+
+    [Fact]
     public async Task Cancelled_export_leaves_no_file()
     {
         HubSandbox.MakeSnapshot(_box.Paths, "cancel", pages: 4000);
