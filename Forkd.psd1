@@ -10,13 +10,23 @@
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
+        'Build-ForkdImage'
         'Export-ForkdPack'
+        'Get-ForkdChild'
         'Get-ForkdDataDirectory'
+        'Get-ForkdImage'
         'Get-ForkdSnapshot'
         'Import-ForkdPack'
+        'Invoke-ForkdEval'
+        'Invoke-ForkdExec'
+        'Invoke-ForkdFork'
+        'New-ForkdSnapshot'
         'Publish-ForkdPack'
+        'Remove-ForkdImage'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
+        'Stop-ForkdChild'
+        'Test-ForkdAgent'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

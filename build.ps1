@@ -45,7 +45,7 @@ function Invoke-Build {
     if (Test-Path $out) { Remove-Item $out -Recurse -Force }
     New-Item -ItemType Directory -Path $out, (Join-Path $out 'en-US') | Out-Null
     # Allow-list: only our assemblies and their third-party dependencies, never the PowerShell reference set.
-    $allow = 'Forkd.Core.dll', 'Forkd.PowerShell.dll', 'Tmds.LibC.dll', 'ZstdSharp.dll', 'ICSharpCode.SharpZipLib.dll', 'Tomlyn.dll'
+    $allow = 'Forkd.Core.dll', 'Forkd.PowerShell.dll', 'Tmds.LibC.dll', 'ZstdSharp.dll', 'ICSharpCode.SharpZipLib.dll', 'Tomlyn.dll', 'K4os.Compression.LZ4.dll'
     foreach ($name in $allow) {
         $file = Join-Path $publish $name
         if (Test-Path $file) { Copy-Item $file $out }
@@ -110,6 +110,8 @@ function Invoke-PesterTests {
     if (Test-Path $summary) { Remove-Item $summary }
     $pwsh = Join-Path $PSHOME 'pwsh'
     $env:FORKD_MODULE_PATH = Join-Path $out 'Forkd.psd1'
+    # Guest images are big and slow to build: tests share one cache across runs and test files.
+    if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = Join-Path $root '.cache' }
     & $pwsh -NoProfile -NonInteractive -Command $script -args $pester, "$root/tests/Pester", $result, $summary, ($PesterTag -join ',')
     $code = $LASTEXITCODE
     if (-not (Test-Path $summary)) {
