@@ -11,8 +11,17 @@ public static class PackFormat
 
     public const string FileSuffix = ".forkd-snapshot.tar.zst";
 
-    /// <summary>Files a v1 pack may carry, in the order forkd writes them after the manifest.</summary>
-    public static IReadOnlyList<string> DataFiles => SnapshotFiles.Known;
+    /// <summary>
+    /// Files a pack may carry, in the order they are written after the manifest: forkd's four, plus the
+    /// kernel and initramfs our QEMU snapshots keep beside the memory image (children boot-restore from
+    /// them by name, so a snapshot without them would not fork on another host). forkd unpacks any name,
+    /// so packs with them still unpack with forkd; memory.bin stays last, as in forkd's packs.
+    /// </summary>
+    public static IReadOnlyList<string> DataFiles { get; } =
+    [
+        SnapshotFiles.Metadata, SnapshotFiles.VmState, SnapshotFiles.Rootfs,
+        Engine.SnapshotBuilder.KernelFile, Engine.SnapshotBuilder.InitramfsFile, SnapshotFiles.Memory,
+    ];
 
     /// <summary>A manifest is a few hundred bytes; anything beyond this is not a manifest.</summary>
     public const int MaxManifestBytes = 1024 * 1024;

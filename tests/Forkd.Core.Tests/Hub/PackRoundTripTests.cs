@@ -8,6 +8,7 @@ namespace Forkd.Core.Tests.Hub;
 public sealed class PackRoundTripTests : IDisposable
 {
     private static readonly string[] ExpectedOrder = ["snapshot.json", "vmstate", "memory.bin"];
+    private static readonly string[] QemuOrder = ["snapshot.json", "vmstate", "vmlinux", "initramfs.img", "memory.bin"];
     private readonly HubSandbox _box = new();
 
     public void Dispose() => _box.Dispose();
@@ -110,6 +111,23 @@ public sealed class PackRoundTripTests : IDisposable
         var ex = await Assert.ThrowsAsync<ForkdException>(() => new PackWriter(_box.Paths).ExportAsync("inc", Path.Combine(_box.Root, "x"), new PackOptions(), null, default));
         Assert.Equal("PackSourceIncomplete", ex.ErrorId);
         Assert.False(File.Exists(Path.Combine(_box.Root, "x")));
+    }
+
+    [Fact]
+    public async Task A_qemu_snapshot_travels_with_its_kernel_and_initramfs_before_memory()
+    {
+        var dir = HubSandbox.MakeSnapshot(_box.Paths, "qemu");
+        File.WriteAllText(Path.Combine(dir, "vmlinux"), "kernel image");
+        File.WriteAllText(Path.Combine(dir, "initramfs.img"), "initramfs");
+        File.WriteAllText(Path.Combine(dir, "stray.txt"), "not packed");
+        var pack = Path.Combine(_box.Root, "qemu.tar.zst");
+        var info = await new PackWriter(_box.Paths).ExportAsync("qemu", pack, new PackOptions(), null, default);
+        Assert.Equal(QemuOrder, info.Files.Select(f => f.Path));
+        Assert.Equal(QemuOrder.Prepend("manifest.toml"), HubSandbox.Sh($"zstd -dc '{pack}' | tar -tf -").Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var snap = new PackInstaller(_box.NewDataDir("qemu2")).Import(File.OpenRead(pack), pack, null, new ImportOptions(), null, default);
+        Assert.Equal("kernel image", File.ReadAllText(Path.Combine(snap.Path, "vmlinux")));
+        Assert.Equal("initramfs", File.ReadAllText(Path.Combine(snap.Path, "initramfs.img")));
+        Assert.False(File.Exists(Path.Combine(snap.Path, "stray.txt")));
     }
 
     [Fact]
