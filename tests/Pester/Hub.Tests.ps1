@@ -264,3 +264,41 @@ Describe 'An import killed midway' -Tag Hub {
         } finally { $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data' }
     }
 }
+
+# The real proof of "fork-ready": a warmed QEMU snapshot, exported, imported under another data dir,
+# forks and still holds its warm state. Boots a VM (about a minute under TCG), so it has its own tag.
+Describe 'A warmed snapshot moved to another data dir' -Tag HubEngine {
+    BeforeAll {
+        $script:savedCache = $env:FORKD_CACHE_DIR
+        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-src'
+        $script:source = New-ForkdSnapshot -Tag hubwarm -Recipe minimal -WarmupCode "warm = {'token': 'hub-w4rm', 'n': sum(range(1000))}"
+        $script:movedPack = Join-Path $TestDrive 'hubwarm.forkd-snapshot.tar.zst'
+        $script:info = Export-ForkdPack -Tag hubwarm -Path $movedPack
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-dst'
+        $script:imported = Import-ForkdPack -Path $movedPack
+        $script:child = Invoke-ForkdFork -Tag hubwarm -Count 1
+    }
+    AfterAll {
+        if ($script:child) { $script:child | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue }
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-src'
+        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
+        $env:FORKD_CACHE_DIR = $script:savedCache
+    }
+
+    It 'packs the kernel and initramfs with it' {
+        $info.Files.Path | Should -Contain 'vmlinux'
+        $info.Files.Path | Should -Contain 'initramfs.img'
+        $imported.Path | Should -BeLike "$TestDrive/warm-dst/*"
+        Get-Content -Raw "$($imported.Path)/snapshot.json" | Should -Not -Match ([regex]::Escape("$TestDrive/warm-src"))
+    }
+
+    It 'forks from the imported copy, and the child has the warm state' {
+        $child.State | Should -Be 'Running'
+        (Get-Content "/proc/$($child.ProcessId)/cmdline" -Raw) | Should -Match ([regex]::Escape("$TestDrive/warm-dst"))
+        $r = $child | Invoke-ForkdEval -Code "(warm['token'], warm['n'])"
+        $r.Error | Should -BeNullOrEmpty
+        $r.Repr | Should -Be "('hub-w4rm', 499500)"
+    }
+}
