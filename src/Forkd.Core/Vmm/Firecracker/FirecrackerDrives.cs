@@ -22,6 +22,7 @@ public static class FirecrackerDrives
     public static IReadOnlyList<FirecrackerDrive> PrepareForBoot(IReadOnlyList<DriveSpec> specs, string workDirectory)
     {
         ArgumentNullException.ThrowIfNull(specs);
+        Directory.CreateDirectory(workDirectory);
         var drives = new List<FirecrackerDrive>();
         foreach (var spec in specs)
         {
