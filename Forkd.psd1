@@ -14,6 +14,7 @@
         'Get-ForkdSnapshot'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
+        'Test-ForkdHost'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
