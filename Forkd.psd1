@@ -15,6 +15,8 @@
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
         'Test-ForkdHost'
+        'Initialize-ForkdNetwork'
+        'Remove-ForkdNetwork'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
