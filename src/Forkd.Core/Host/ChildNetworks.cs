@@ -30,6 +30,9 @@ public static partial class ChildNetworks
     public const string NamespaceTable = "forkd-nat";
     public const int MaxIndex = 65023; // 10.43.255.254
 
+    /// <summary>The guest agent's TCP port.</summary>
+    public const int AgentPort = 8888;
+
     public static readonly IPAddress BridgeAddress = IPAddress.Parse("10.43.0.1");
     public static readonly IPAddress TapAddress = IPAddress.Parse("10.42.0.1");
     public static readonly IPAddress GuestAddress = IPAddress.Parse("10.42.0.2");
