@@ -117,3 +117,89 @@ Describe 'Initialize-ForkdNetwork and Remove-ForkdNetwork' -Tag Network {
         & nft list table ip forkd 2>$null; $LASTEXITCODE | Should -Not -Be 0
     }
 }
+
+# Children on networks with real QEMU (TCG) guests: the same guest IP in every child, each reached in its own namespace.
+# Traffic only goes to the guests inside the test's namespaces and to a server on the bridge address 10.43.0.1.
+Describe 'Invoke-ForkdFork -Network' -Tag Network {
+    BeforeAll {
+        Import-Module $env:FORKD_MODULE_PATH -Force
+        $script:savedData = $env:FORKD_DATA_DIR
+        $script:savedCache = $env:FORKD_CACHE_DIR
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
+        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        $script:canRun = ((& id -u) -eq '0') -and (Get-Command nft -ErrorAction SilentlyContinue)
+        $script:forward = Get-Content /proc/sys/net/ipv4/ip_forward
+        if ($script:canRun) {
+            Initialize-ForkdNetwork -Count 2 | Out-Null
+            $script:snapshot = New-ForkdSnapshot -Tag net -Recipe minimal -Network -WarmupCode "marker = 'parent'"
+            $script:children = @(Invoke-ForkdFork -Tag net -Count 2 -Network)
+        }
+    }
+    AfterAll {
+        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
+        if ($script:canRun) {
+            Remove-ForkdNetwork -Confirm:$false -ErrorAction SilentlyContinue
+            [System.IO.File]::WriteAllText('/proc/sys/net/ipv4/ip_forward', "$($script:forward)`n")
+        }
+        $env:FORKD_DATA_DIR = $script:savedData
+        $env:FORKD_CACHE_DIR = $script:savedCache
+    }
+
+    It 'puts each child in its own namespace, all with the parent''s guest address' {
+        if (-not $script:canRun) { Set-ItResult -Skipped -Because 'needs root and nftables'; return }
+        $children.Count | Should -Be 2
+        ($children.NetworkNamespace | Sort-Object) | Should -Be @('forkd-child-1', 'forkd-child-2')
+        foreach ($c in $children) {
+            $c.NetworkAgent.Transport | Should -Be 'tcp'
+            $c.NetworkAgent.Address | Should -Be '10.42.0.2'
+            $c.NetworkAgent.NetworkNamespace | Should -Be $c.NetworkNamespace
+            # The VMM process really runs inside that namespace.
+            (Get-Item "/proc/$($c.ProcessId)/ns/net").LinkTarget | Should -Be (& ip netns exec $c.NetworkNamespace readlink /proc/self/ns/net)
+            $addr = ($c | Invoke-ForkdExec -Command 'ip', '-4', '-o', 'addr', 'show', 'eth0' -ViaNetwork).Stdout
+            $addr | Should -Match 'inet 10\.42\.0\.2/24'
+        }
+    }
+
+    It 'reaches each child over TCP in its own namespace, and only that child' {
+        if (-not $script:canRun) { Set-ItResult -Skipped -Because 'needs root and nftables'; return }
+        # Mark each child through its VMM channel, then read the mark back over its network.
+        foreach ($c in $children) { ($c | Invoke-ForkdEval -Code "globals().update(marker='$($c.Id)')").Error | Should -BeNullOrEmpty }
+        foreach ($c in $children) {
+            $r = $c | Invoke-ForkdEval -Code 'marker' -ViaNetwork
+            $r.Error | Should -BeNullOrEmpty
+            $r.Value | Should -Be $c.Id
+        }
+        (@($children | Test-ForkdAgent -ViaNetwork).Responding) | Should -Be @($true, $true)
+    }
+
+    It 'lets a child reach a server on the host side of the bridge, NATed to its own address' {
+        if (-not $script:canRun) { Set-ItResult -Skipped -Because 'needs root and nftables'; return }
+        $listener = [System.Net.Sockets.TcpListener]::new([ipaddress]'10.43.0.1', 0)
+        $listener.Start()
+        try {
+            $port = $listener.LocalEndpoint.Port
+            $server = Start-ThreadJob -ArgumentList $listener {
+                param($l)
+                $client = $l.AcceptTcpClient()
+                $stream = $client.GetStream()
+                $reader = [System.IO.StreamReader]::new($stream)
+                $request = $reader.ReadLine()
+                $body = [Text.Encoding]::ASCII.GetBytes("HTTP/1.0 200 OK`r`nContent-Length: 15`r`n`r`nhello-from-host")
+                $stream.Write($body, 0, $body.Length)
+                $from = $client.Client.RemoteEndPoint.Address.IPAddressToString
+                $client.Dispose()
+                [pscustomobject]@{ Request = $request; From = $from }
+            }
+            $child = $children | Where-Object NetworkNamespace -eq 'forkd-child-2'
+            $code = "import socket; s = socket.create_connection(('10.43.0.1', $port), 10); s.sendall(b'GET /hello HTTP/1.0\r\n\r\n'); print(s.recv(4096).decode().split('\r\n\r\n')[1])"
+            $r = $child | Invoke-ForkdExec -Command 'python3', '-c', $code -TimeoutSec 30
+            $r.Stdout.Trim() | Should -Be 'hello-from-host'
+            $seen = $server | Wait-Job -Timeout 30 | Receive-Job
+            $seen.Request | Should -Be 'GET /hello HTTP/1.0'
+            $seen.From | Should -Be '10.43.0.3' -Because 'forkd-child-2 leaves its namespace as its own bridge address'
+        } finally {
+            $listener.Stop()
+            Get-Job | Remove-Job -Force
+        }
+    }
+}

@@ -121,9 +121,10 @@ public static class QemuCommandLine
         if (machine.NicMac is not null)
         {
             // Migration carries the virtio-net device, not its backend: a parent without a tap and its
-            // children on per-namespace taps load the same state. restrict=on: the stand-in leads nowhere.
+            // children on per-namespace taps load the same state. Without a tap the card sits alone on a
+            // hub port and reaches nothing ("user" would not do: slirp adds its own section to the vmstate).
             var backend = tap is null
-                ? "user,id=net0,restrict=on,net=10.42.0.0/24,host=10.42.0.1"
+                ? "hubport,id=net0,hubid=0"
                 : $"tap,id=net0,ifname={tap},script=no,downscript=no";
             args.AddRange(["-netdev", backend, "-device", $"virtio-net-device,netdev=net0,mac={machine.NicMac}"]);
         }
