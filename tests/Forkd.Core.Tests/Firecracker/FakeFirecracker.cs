@@ -22,7 +22,8 @@ public sealed class FakeFirecracker : IAsyncDisposable
         _launchDir = Path.Combine(directory, "launches");
         Directory.CreateDirectory(_launchDir);
         Binary = Path.Combine(directory, "firecracker");
-        File.WriteAllText(Binary, $"#!/bin/sh\nprintf '%s\\n' \"$$\" \"$PWD\" \"$@\" > '{_launchDir}/'$$.tmp && mv '{_launchDir}/'$$.tmp '{_launchDir}/'$$.launch\nexec sleep 300\n");
+        // argv[0] keeps the real arguments, as a real firecracker's command line would (the child registry checks it).
+        File.WriteAllText(Binary, $"#!/bin/bash\nprintf '%s\\n' \"$$\" \"$PWD\" \"$@\" > '{_launchDir}/'$$.tmp && mv '{_launchDir}/'$$.tmp '{_launchDir}/'$$.launch\nexec -a \"firecracker $*\" sleep 300\n");
         File.SetUnixFileMode(Binary, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         Api = api ?? FirecrackerApiDescription.Published;
         _watcher = Task.Run(WatchAsync);

@@ -435,10 +435,43 @@ public sealed class FakeFirecrackerServer : IAsyncDisposable
                 await stream.WriteAsync(Encoding.ASCII.GetBytes("OK 1073741824\n"), _stop.Token);
                 while (await reader.ReadLineAsync(_stop.Token) is { } request)
                 {
-                    await stream.WriteAsync(Encoding.UTF8.GetBytes("echo: " + request + "\n"), _stop.Token);
+                    await stream.WriteAsync(Encoding.UTF8.GetBytes(GuestAgentReply(request) + "\n"), _stop.Token);
                 }
             });
         }
+    }
+
+    /// <summary>A stand-in guest agent (one JSON object per line): ping answers pong, eval answers the code it was given.</summary>
+    private static string GuestAgentReply(string line)
+    {
+        JsonObject request;
+        try
+        {
+            request = JsonNode.Parse(line)!.AsObject();
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            return "echo: " + line;
+        }
+
+        var reply = new JsonObject { ["id"] = request["id"]?.DeepClone() };
+        switch ((string?)request["action"])
+        {
+            case "ping":
+                reply["pong"] = true;
+                reply["pid"] = 1;
+                break;
+            case "eval":
+                var code = (string?)request["code"] ?? "";
+                reply["result"] = "'" + code + "'";
+                reply["result_json"] = JsonValue.Create(code)!.ToJsonString();
+                break;
+            default:
+                reply["error"] = "unsupported by the stand-in guest";
+                break;
+        }
+
+        return reply.ToJsonString();
     }
 
     private string Resolve(string path) => Path.IsPathRooted(path) ? path : Path.Combine(WorkingDirectory, path);
@@ -481,10 +514,12 @@ public sealed class FakeFirecrackerServer : IAsyncDisposable
         }
 
         await Task.WhenAll(all.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        File.Delete(ApiSocket);
-        if (_vsockPath is not null)
+        foreach (var socket in new[] { ApiSocket, _vsockPath is null ? null : Resolve(_vsockPath) })
         {
-            File.Delete(Resolve(_vsockPath));
+            if (socket is not null && Directory.Exists(Path.GetDirectoryName(socket)))
+            {
+                File.Delete(socket); // the VM's work dir may be gone already
+            }
         }
 
         _stop.Dispose();

@@ -140,12 +140,12 @@ public sealed class FirecrackerBackendFollowsPublishedApiTests : IAsyncLifetime
     public async Task Children_reach_their_own_guest_agent_over_hybrid_vsock()
     {
         var (files, config) = await MakeSnapshotAsync();
-        var children = new List<IVmHandle>();
+        var children = new List<FirecrackerVm>();
         try
         {
             for (var n = 1; n <= 2; n++)
             {
-                children.Add(await _backend.RestoreAsync(new VmRestoreSpec
+                children.Add((FirecrackerVm)await _backend.RestoreAsync(new VmRestoreSpec
                 {
                     Name = $"child-{n}",
                     WorkDirectory = Path.Combine(_dir, $"child-{n}"),
@@ -160,9 +160,9 @@ public sealed class FirecrackerBackendFollowsPublishedApiTests : IAsyncLifetime
                 Assert.Equal("vsock", child.Agent.Transport);
                 Assert.Equal(Path.Combine(child.WorkDirectory, "vsock.sock"), child.Agent.Address);
                 await using var stream = await HybridVsock.ConnectAsync(child.Agent.Address, child.Agent.Port!.Value, CancellationToken.None);
-                await stream.WriteAsync(Encoding.UTF8.GetBytes("{\"action\":\"ping\"}\n"));
+                await stream.WriteAsync(Encoding.UTF8.GetBytes($"{child.Name}\n"));
                 using var reader = new StreamReader(stream);
-                Assert.Equal("echo: {\"action\":\"ping\"}", await reader.ReadLineAsync());
+                Assert.Equal($"echo: {child.Name}", await reader.ReadLineAsync());
             }
 
             var refused = await Assert.ThrowsAsync<ForkdException>(() => HybridVsock.ConnectAsync(children[0].Agent.Address, 9999, CancellationToken.None));

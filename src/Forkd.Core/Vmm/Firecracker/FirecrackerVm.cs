@@ -51,7 +51,10 @@ public sealed class FirecrackerVm : IVmHandle
     {
         Api.Dispose();
         await _process.KillAsync().ConfigureAwait(false);
-        File.Delete(Api.SocketPath);
+        if (Directory.Exists(WorkDirectory))
+        {
+            File.Delete(Api.SocketPath);
+        }
     }
 
     public void Detach()
