@@ -141,12 +141,43 @@ public static partial class ChildNetworks
         return net;
     }
 
+    /// <summary>
+    /// A private namespace holding just a tap, for a parent VMM that needs a tap at boot (Firecracker opens
+    /// it then) but must not touch the children's networks. Deleted with the parent.
+    /// </summary>
+    public static string CreateBootNamespace(string tapName)
+    {
+        RequireRoot();
+        var name = string.Create(CultureInfo.InvariantCulture, $"forkd-boot-{Environment.ProcessId}-{Random.Shared.Next(0x10000000, int.MaxValue):x8}");
+        Ip("netns", "add", name);
+        try
+        {
+            IpIn(name, "tuntap", "add", "dev", tapName, "mode", "tap");
+            IpIn(name, "link", "set", tapName, "up");
+            return name;
+        }
+        catch
+        {
+            DeleteBootNamespace(name);
+            throw;
+        }
+    }
+
+    public static void DeleteBootNamespace(string name)
+    {
+        if (BootNamespaceRegex().IsMatch(name) && ListNamespaces().Contains(name))
+        {
+            Ip("netns", "delete", name);
+        }
+    }
+
     /// <summary>Everything on this host that forkd's network setup made, matched by exact names only.</summary>
     public static IReadOnlyList<ChildNetworkItem> Find()
     {
         var items = new List<ChildNetworkItem>();
         var namespaces = ListNamespaces().Where(IsOurNamespace).OrderBy(IndexOf).ToList();
         items.AddRange(namespaces.Select(n => new ChildNetworkItem("Namespace", n)));
+        items.AddRange(ListNamespaces().Where(n => BootNamespaceRegex().IsMatch(n)).Select(n => new ChildNetworkItem("BootNamespace", n)));
 
         // A namespace's host veth goes with the namespace; only orphans (from an interrupted setup) are listed.
         var owned = namespaces.Select(n => HostVethName(IndexOf(n))).ToHashSet();
@@ -183,6 +214,15 @@ public static partial class ChildNetworks
                 }
 
                 Ip("netns", "delete", item.Name); // takes its tap and veth pair with it
+                break;
+            case "BootNamespace" when BootNamespaceRegex().IsMatch(item.Name):
+                if (ProcessesIn(item.Name) is { Count: > 0 } booting)
+                {
+                    throw new ForkdException("NetworkNamespaceInUse", ForkdErrorKind.InUse,
+                        $"network namespace {item.Name} still has a booting parent in it (pid {string.Join(", ", booting)})", item.Name);
+                }
+
+                Ip("netns", "delete", item.Name);
                 break;
             case "Veth" when IsOurHostVeth(item.Name):
                 if (LinkExists(item.Name))
@@ -305,6 +345,9 @@ public static partial class ChildNetworks
 
     [GeneratedRegex("^forkd-child-[1-9][0-9]{0,4}$")]
     private static partial Regex NamespaceRegex();
+
+    [GeneratedRegex("^forkd-boot-[0-9]+-[0-9a-f]{8}$")]
+    private static partial Regex BootNamespaceRegex();
 
     [GeneratedRegex("^forkd-v-[1-9][0-9]{0,4}h$")]
     private static partial Regex HostVethRegex();

@@ -282,6 +282,36 @@ public sealed class FirecrackerBackendFollowsPublishedApiTests : IAsyncLifetime
         Assert.Empty(_fc.Launches);
     }
 
+    [SkippableFact]
+    public async Task A_networked_parent_gets_its_tap_in_a_private_namespace_that_goes_with_it()
+    {
+        Skip.If(NativeFile.EffectiveUid != 0, "creating a network namespace needs root");
+        var vm = await _backend.BootAsync(BootSpec() with { Nic = new NicSpec() }, CancellationToken.None);
+        string? bootNamespace;
+        try
+        {
+            var launch = Assert.Single(_fc.Launches);
+            Assert.Empty(_fc.AllViolations);
+            Assert.Equal(["PUT /boot-source", "PUT /drives/rootfs", "PUT /machine-config", "PUT /network-interfaces/eth0", "PUT /vsock", "PUT /entropy", "PUT /actions"],
+                Calls(launch));
+            var nic = launch.Server.Requests.Single(r => r.Path == "/network-interfaces/eth0").Body!;
+            Assert.Equal("forkd-tap0", (string?)nic["host_dev_name"]);
+            Assert.Equal("AA:FC:00:00:00:01", (string?)nic["guest_mac"]);
+
+            // The process runs in a namespace of its own, which holds the tap.
+            bootNamespace = ChildNetworks.ListNamespaces().Single(n => n.StartsWith("forkd-boot-" + Environment.ProcessId + "-", StringComparison.Ordinal));
+            Assert.NotEqual(new FileInfo("/proc/self/ns/net").LinkTarget, new FileInfo($"/proc/{launch.Pid}/ns/net").LinkTarget);
+            Assert.Equal(0, HostCommand.TryRun("ip", ["-n", bootNamespace, "link", "show", "forkd-tap0"]).Code);
+            Assert.NotNull(vm.BackendConfig["nic"]);
+        }
+        finally
+        {
+            await vm.KillAsync();
+        }
+
+        Assert.DoesNotContain(bootNamespace, ChildNetworks.ListNamespaces());
+    }
+
     [Fact]
     public async Task Firecracker_is_refused_without_KVM()
     {

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
+using Forkd.Core.Host;
 
 namespace Forkd.Core.Vmm.Firecracker;
 
@@ -66,7 +67,30 @@ public sealed class FirecrackerBackend : IVmmBackend
             config["nic"] = new JsonObject { ["deviceId"] = spec.Nic.DeviceId, ["tap"] = spec.Nic.TapName, ["mac"] = spec.Nic.GuestMac };
         }
 
-        var vm = await LaunchAsync(spec.Name, spec.WorkDirectory, spec.NetworkNamespace, config, cancellationToken).ConfigureAwait(false);
+        // Firecracker opens the tap at boot; a parent without a namespace of its own gets a private one.
+        var netns = spec.NetworkNamespace;
+        string? bootNamespace = null;
+        if (spec.Nic is not null && netns is null)
+        {
+            netns = bootNamespace = ChildNetworks.CreateBootNamespace(spec.Nic.TapName);
+        }
+
+        FirecrackerVm vm;
+        try
+        {
+            vm = await LaunchAsync(spec.Name, spec.WorkDirectory, netns, config, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            if (bootNamespace is not null)
+            {
+                ChildNetworks.DeleteBootNamespace(bootNamespace);
+            }
+
+            throw;
+        }
+
+        vm.OwnedNamespace = bootNamespace;
         try
         {
             var api = vm.Api;

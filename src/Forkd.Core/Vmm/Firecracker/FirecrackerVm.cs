@@ -31,6 +31,9 @@ public sealed class FirecrackerVm : IVmHandle
 
     public FirecrackerApiClient Api { get; }
 
+    /// <summary>A private network namespace made for this VM alone (a networked parent), deleted with it.</summary>
+    internal string? OwnedNamespace { get; set; }
+
     public Task PauseAsync(CancellationToken cancellationToken) => Api.PauseAsync(cancellationToken);
 
     public Task ResumeAsync(CancellationToken cancellationToken) => Api.ResumeAsync(cancellationToken);
@@ -54,6 +57,12 @@ public sealed class FirecrackerVm : IVmHandle
         if (Directory.Exists(WorkDirectory))
         {
             File.Delete(Api.SocketPath);
+        }
+
+        if (OwnedNamespace is not null)
+        {
+            Host.ChildNetworks.DeleteBootNamespace(OwnedNamespace);
+            OwnedNamespace = null;
         }
     }
 
