@@ -14,7 +14,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
 {
     private readonly List<string> _ids = [];
 
-    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string[] Id { get; set; } = [];
 
@@ -27,6 +27,9 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     public SwitchParameter ViaNetwork { get; set; }
 
     protected override void ProcessRecord() => _ids.AddRange(Id);
+
+    /// <summary>What the call does to a child, for -WhatIf/-Confirm; null for read-only calls (ping).</summary>
+    protected virtual string? ShouldProcessAction => null;
 
     /// <summary>One call to one child.</summary>
     protected abstract Task<TResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken);
@@ -47,7 +50,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
                 WriteError("ChildHasNoNetwork", ErrorCategory.InvalidArgument, $"child '{id}' was not forked with -Network", id,
                     "Invoke-ForkdFork -Network gives children a network (after Initialize-ForkdNetwork).");
             }
-            else
+            else if (ShouldProcessAction is null || ShouldProcess(child.Id, ShouldProcessAction))
             {
                 children.Add(ViaNetwork ? child with { Agent = child.NetworkAgent! } : child);
             }

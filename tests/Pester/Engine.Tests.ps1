@@ -91,7 +91,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
     }
 
     It 'lists the children from a new pwsh session (they outlive the cmdlet)' {
-        $json = Invoke-FreshSession 'Get-ForkdChild | Select-Object Id, State, ProcessId | ConvertTo-Json -Compress'
+        $json = Invoke-FreshSession 'Get-ForkdChild | Select-Object Id, @{ n = ''State''; e = { "$($_.State)" } } | ConvertTo-Json -Compress'
         $listed = ($json | Out-String | ConvertFrom-Json)
         ($listed.Id | Sort-Object) | Should -Be ($children.Id | Sort-Object)
         $listed.State | Sort-Object -Unique | Should -Be 'Running'
@@ -102,26 +102,63 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         (Get-ForkdSnapshot -Tag eng).IsComplete | Should -BeTrue
     }
 
-    It 'gives a second snapshot operation on a busy tag a TagInUse error' {
+    It 'gives a second operation on a busy tag TagInUse, and Ctrl+C during a snapshot leaves nothing behind' {
         $log = Join-Path $TestDrive 'busy.log'
         $proc = Start-Process $pwsh -PassThru -RedirectStandardOutput $log -ArgumentList @('-NoProfile', '-NonInteractive', '-Command',
             "Import-Module '$env:FORKD_MODULE_PATH'; New-ForkdSnapshot -Tag busy -Recipe minimal -Accelerator Tcg | Out-Null; 'done'")
+        $parentPattern = "forkd-parent-busy-$($proc.Id)-"
+        function Get-BusyParent {
+            Get-ChildItem /proc -Directory -ErrorAction SilentlyContinue | Where-Object Name -match '^\d+$' | Where-Object {
+                try { [IO.File]::ReadAllText("$($_.FullName)/cmdline").Contains($parentPattern) } catch { $false }
+            }
+        }
         try {
-            $owner = Join-Path $env:FORKD_DATA_DIR 'locks/busy.lock.owner'
-            $deadline = [DateTime]::UtcNow.AddSeconds(60)
-            while (-not (Test-Path $owner) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
-            Test-Path $owner | Should -BeTrue
+            # Wait until the background snapshot holds the tag and its parent VM is booting.
+            $deadline = [DateTime]::UtcNow.AddSeconds(120)
+            while (-not (Get-BusyParent) -and -not $proc.HasExited -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            Get-BusyParent | Should -Not -BeNullOrEmpty
             { New-ForkdSnapshot -Tag busy -Recipe minimal -Accelerator Tcg -ErrorAction Stop } | Should -Throw -ErrorId 'TagInUse,*'
             { Invoke-ForkdFork -Tag busy -ErrorAction Stop } | Should -Throw -ErrorId 'TagInUse,*'
+
+            # Ctrl+C (SIGINT) in the middle of the boot.
+            & kill -INT $proc.Id
+            $proc.WaitForExit(60000) | Should -BeTrue
         } finally {
-            $proc.WaitForExit(300000) | Out-Null
+            if (-not $proc.HasExited) { $proc.Kill() }
         }
-        Get-Content $log | Should -Contain 'done'
-        { New-ForkdSnapshot -Tag busy -Recipe minimal -ErrorAction Stop } | Should -Throw -ErrorId 'SnapshotExists,*'
-        Remove-ForkdSnapshot -Tag busy -Confirm:$false
+        Get-Content $log -ErrorAction SilentlyContinue | Should -Not -Contain 'done'
+        Get-BusyParent | Should -BeNullOrEmpty
+        Test-Path (Join-Path $env:FORKD_DATA_DIR 'snapshots/busy') | Should -BeFalse
+        Get-ChildItem (Join-Path $env:FORKD_DATA_DIR 'staging') -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        Get-ChildItem ([IO.Path]::GetTempPath()) -Filter "$parentPattern*" | Should -BeNullOrEmpty
+    }
+
+    It 'Ctrl+C during a fork stops the children it already started' {
+        $registry = Join-Path $env:FORKD_DATA_DIR 'children'
+        $before = @(Get-ChildItem $registry -Filter *.json).Count
+        $proc = Start-Process $pwsh -PassThru -RedirectStandardOutput (Join-Path $TestDrive 'fork.log') -ArgumentList @('-NoProfile', '-NonInteractive',
+            '-Command', "Import-Module '$env:FORKD_MODULE_PATH'; Invoke-ForkdFork -Tag eng -Count 20 | Out-Null; 'done'")
+        try {
+            $deadline = [DateTime]::UtcNow.AddSeconds(120)
+            while (@(Get-ChildItem $registry -Filter *.json).Count -le $before -and -not $proc.HasExited -and [DateTime]::UtcNow -lt $deadline) {
+                Start-Sleep -Milliseconds 20
+            }
+            $proc.HasExited | Should -BeFalse -Because 'the fork must still be running when Ctrl+C arrives'
+            & kill -INT $proc.Id
+            $proc.WaitForExit(60000) | Should -BeTrue
+        } finally {
+            if (-not $proc.HasExited) { $proc.Kill() }
+        }
+        Get-Content (Join-Path $TestDrive 'fork.log') -ErrorAction SilentlyContinue | Should -Not -Contain 'done'
+        @(Get-ChildItem $registry -Filter *.json).Count | Should -Be $before
+        Get-ChildItem ([IO.Path]::GetTempPath()) -Filter "forkd-child-eng-$($proc.Id)-*" | Should -BeNullOrEmpty
+        Get-ChildItem /proc -Directory -ErrorAction SilentlyContinue | Where-Object Name -match '^\d+$' | Where-Object {
+            try { [IO.File]::ReadAllText("$($_.FullName)/cmdline").Contains("forkd-child-eng-$($proc.Id)-") } catch { $false }
+        } | Should -BeNullOrEmpty
     }
 
     It 'applies a cgroup memory limit and a raised oom_score_adj to a child' {
+        if ((& id -u) -ne '0') { Set-ItResult -Skipped -Because 'cgroup memory limits need root'; return }
         $extra = Invoke-ForkdFork -Tag eng -Count 1 -MemoryLimitMiB 512
         try {
             (Get-Content "/proc/$($extra.ProcessId)/oom_score_adj" -Raw).Trim() | Should -Be '800'

@@ -68,23 +68,38 @@ public sealed class GuestImageBuilder
             .OrderByDescending(i => i.BuiltAt)];
     }
 
+    /// <summary>The cached image the recipe would build right now (same packages, same guest files), or null.</summary>
+    public async Task<GuestImage?> FindCachedAsync(string recipeName, CancellationToken cancellationToken = default)
+    {
+        var plan = await PlanAsync(recipeName, cancellationToken).ConfigureAwait(false);
+        return GuestImage.TryLoad(plan.FinalDirectory);
+    }
+
+    private sealed record BuildPlan(GuestRecipe Recipe, DebianPackages Debs, AptPackage Kernel, IReadOnlyList<AptPackage> Packages,
+        string Hash, string FinalDirectory);
+
+    private async Task<BuildPlan> PlanAsync(string recipeName, CancellationToken cancellationToken)
+    {
+        var recipe = GuestRecipe.Load(_sources.RecipesDirectory, recipeName);
+        var debs = new DebianPackages(Path.Combine(CacheDirectory, "debs"));
+        var kernelPackage = await debs.ResolveKernelAsync(recipe.KernelPackage, cancellationToken).ConfigureAwait(false);
+        var packages = await debs.ResolveAsync(recipe.Packages, cancellationToken).ConfigureAwait(false);
+        var hash = ContentHash(recipe, [.. packages, kernelPackage], _sources);
+        return new BuildPlan(recipe, debs, kernelPackage, packages, hash, Path.Combine(ImagesDirectory, $"{recipe.Name}-{hash[..16]}"));
+    }
+
     /// <summary>Returns the recipe's image from the cache, building it first when it is missing (or when <paramref name="force"/>).</summary>
     public async Task<GuestImage> BuildAsync(string recipeName, bool force = false, IProgress<GuestBuildProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        var recipe = GuestRecipe.Load(_sources.RecipesDirectory, recipeName);
-        var activity = $"Building guest image '{recipe.Name}'";
-        void Report(string status, int percent) => progress?.Report(new GuestBuildProgress(activity, status, percent));
+        void Report(string status, int percent) =>
+            progress?.Report(new GuestBuildProgress($"Building guest image '{recipeName}'", status, percent));
 
         Directory.CreateDirectory(ImagesDirectory);
         SweepStaleStaging();
         Report("Resolving Debian packages", 1);
-        var debs = new DebianPackages(Path.Combine(CacheDirectory, "debs"));
-        var kernelPackage = await debs.ResolveKernelAsync(recipe.KernelPackage, cancellationToken).ConfigureAwait(false);
-        var packages = await debs.ResolveAsync(recipe.Packages, cancellationToken).ConfigureAwait(false);
-        var hash = ContentHash(recipe, [.. packages, kernelPackage], _sources);
-        var finalDirectory = Path.Combine(ImagesDirectory, $"{recipe.Name}-{hash[..16]}");
+        var (recipe, debs, kernelPackage, packages, hash, finalDirectory) = await PlanAsync(recipeName, cancellationToken).ConfigureAwait(false);
         if (!force && GuestImage.TryLoad(finalDirectory) is { } cached)
         {
             Report("Found in the cache", 100);

@@ -1,0 +1,164 @@
+using Forkd.Core;
+using Forkd.Core.Store;
+
+namespace Forkd.Core.Tests;
+
+public sealed class SnapshotStoreTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    private readonly ForkdPaths _paths;
+
+    public SnapshotStoreTests()
+    {
+        _paths = new ForkdPaths(_dir.Sub("data"), _dir.Sub("tmp"));
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private string MakeForkdSnapshot(string tag, bool rootfs = false, string? json = null)
+    {
+        var dir = _dir.Sub("data", "snapshots", tag);
+        File.WriteAllBytes(Path.Combine(dir, "vmstate"), new byte[14540]);
+        using (var mem = File.Create(Path.Combine(dir, "memory.bin")))
+        {
+            mem.SetLength(8 << 20); // sparse: apparent 8 MiB, almost nothing on disk
+        }
+
+        if (rootfs)
+        {
+            File.WriteAllBytes(Path.Combine(dir, "rootfs.ext4"), new byte[4096]);
+        }
+
+        if (json is not null)
+        {
+            File.WriteAllText(Path.Combine(dir, "snapshot.json"), json);
+        }
+
+        return dir;
+    }
+
+    [Fact]
+    public void Lists_snapshots_sorted_with_forkd_sizes()
+    {
+        MakeForkdSnapshot("zeta");
+        MakeForkdSnapshot("alpha", rootfs: true);
+        var store = new SnapshotStore(_paths);
+
+        var all = store.List();
+
+        Assert.Equal(["alpha", "zeta"], all.Select(s => s.Tag));
+        Assert.Equal(14540 + (8 << 20) + 4096, all[0].SizeBytes);
+        Assert.True(all[0].HasRootfs);
+        Assert.False(all[1].HasRootfs);
+        Assert.True(all[1].IsComplete);
+        Assert.True(all[1].DiskBytes < all[1].SizeBytes, "a sparse memory image must not count as allocated");
+        Assert.Equal("forkd", all[1].CreatedBy);
+        Assert.Equal("firecracker", all[1].Backend);
+    }
+
+    [Fact]
+    public void Wildcards_filter_and_strays_are_ignored()
+    {
+        MakeForkdSnapshot("py-a");
+        MakeForkdSnapshot("py-b");
+        MakeForkdSnapshot("node");
+        _dir.Sub("data", "snapshots", ".not-a-tag");
+        var store = new SnapshotStore(_paths);
+
+        Assert.Equal(["py-a", "py-b"], store.List("py*").Select(s => s.Tag));
+        Assert.Equal(3, store.List().Count);
+    }
+
+    [Fact]
+    public void Forkd_metadata_with_foreign_absolute_paths_resolves_inside_the_snapshot()
+    {
+        var dir = MakeForkdSnapshot("moved", json: """
+            {
+              "vmstate": "/home/other/.local/share/forkd/snapshots/pyagent/vmstate",
+              "memory": "/home/other/.local/share/forkd/snapshots/pyagent/memory.bin",
+              "volumes": [ { "host_path": "/v.img", "guest_path": "/opt/v" } ]
+            }
+            """);
+        var snap = new SnapshotStore(_paths).Get("moved");
+
+        Assert.Equal(Path.Combine(dir, "memory.bin"), snap.Metadata.ResolveMemory(dir));
+        Assert.Equal(Path.Combine(dir, "vmstate"), snap.Metadata.ResolveVmState(dir));
+        Assert.False(Assert.Single(snap.Metadata.Volumes).ReadOnly);
+        Assert.True(snap.IsComplete);
+    }
+
+    [Fact]
+    public void Broken_metadata_is_an_InvalidData_error()
+    {
+        MakeForkdSnapshot("bad", json: "{ not json");
+        var ex = Assert.Throws<ForkdException>(() => new SnapshotStore(_paths).Get("bad"));
+        Assert.Equal("SnapshotMetadataInvalid", ex.ErrorId);
+        Assert.Equal(ForkdErrorKind.InvalidData, ex.Kind);
+    }
+
+    [Fact]
+    public void Missing_snapshot_is_SnapshotNotFound()
+    {
+        var ex = Assert.Throws<ForkdException>(() => new SnapshotStore(_paths).Get("nope"));
+        Assert.Equal("SnapshotNotFound", ex.ErrorId);
+        Assert.Equal(ForkdErrorKind.NotFound, ex.Kind);
+    }
+
+    [Fact]
+    public void Remove_deletes_the_directory_and_leaves_no_staging_residue()
+    {
+        var dir = MakeForkdSnapshot("gone");
+        new SnapshotStore(_paths).Remove("gone");
+
+        Assert.False(Directory.Exists(dir));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_paths.StagingDirectory));
+    }
+
+    [Fact]
+    public void Remove_refuses_while_children_run()
+    {
+        var dir = MakeForkdSnapshot("busy");
+        var store = new SnapshotStore(_paths) { RunningChildrenOf = tag => [$"{tag}-0001"] };
+
+        var ex = Assert.Throws<ForkdException>(() => store.Remove("busy"));
+
+        Assert.Equal("SnapshotInUse", ex.ErrorId);
+        Assert.True(File.Exists(Path.Combine(dir, "memory.bin")));
+    }
+
+    [Fact]
+    public void Remove_refuses_while_another_operation_holds_the_tag()
+    {
+        var dir = MakeForkdSnapshot("locked");
+        using var held = TagLock.Acquire(_paths, "locked", "New-ForkdSnapshot");
+
+        var ex = Assert.Throws<ForkdException>(() => new SnapshotStore(_paths).Remove("locked"));
+
+        Assert.Equal("TagInUse", ex.ErrorId);
+        Assert.Contains("New-ForkdSnapshot", ex.Message, StringComparison.Ordinal);
+        Assert.True(Directory.Exists(dir));
+    }
+
+    [Fact]
+    public void Tag_lock_is_released_on_dispose()
+    {
+        TagLock.Acquire(_paths, "t", "first").Dispose();
+        using var second = TagLock.Acquire(_paths, "t", "second");
+        Assert.Equal("t", second.Tag);
+    }
+
+    [Fact]
+    public void Metadata_round_trips_and_writes_relative_paths()
+    {
+        var dir = _dir.Sub("data", "snapshots", "ours");
+        new SnapshotMetadata { Backend = "qemu", Accelerator = "tcg", MemoryMiB = 256, Recipe = "minimal", CreatedBy = "Forkd 0.2.0" }.Save(dir);
+
+        var text = File.ReadAllText(Path.Combine(dir, "snapshot.json"));
+        var back = SnapshotMetadata.Load(dir);
+
+        Assert.Contains("\"vmstate\": \"vmstate\"", text, StringComparison.Ordinal);
+        Assert.Contains("\"memory\": \"memory.bin\"", text, StringComparison.Ordinal);
+        Assert.Equal("qemu", back.Backend);
+        Assert.Equal(256, back.MemoryMiB);
+    }
+}

@@ -1,0 +1,70 @@
+# Conventions every exported cmdlet must follow, checked on the built module as users load it.
+BeforeDiscovery {
+    Import-Module $env:FORKD_MODULE_PATH -Force
+    $stateVerbs = 'New', 'Remove', 'Set', 'Import', 'Export', 'Invoke', 'Stop', 'Start', 'Publish', 'Initialize', 'Build', 'Clear'
+    $script:commands = Get-Command -Module Forkd -CommandType Cmdlet | ForEach-Object {
+        @{ Name = $_.Name; ChangesState = $_.Verb -in $stateVerbs }
+    }
+}
+
+BeforeAll {
+    Import-Module $env:FORKD_MODULE_PATH -Force
+}
+
+Describe 'The Forkd module' -Tag Module {
+    It 'loads from its manifest as a binary module for PowerShell Core' {
+        $m = Get-Module Forkd
+        $m.ModuleType | Should -Be 'Binary'
+        $m.CompatiblePSEditions | Should -Contain 'Core'
+        Test-ModuleManifest -Path $env:FORKD_MODULE_PATH | Should -Not -BeNullOrEmpty
+    }
+
+    It 'exports exactly the cmdlets the manifest lists' {
+        $manifest = Import-PowerShellDataFile $env:FORKD_MODULE_PATH
+        @(Get-Command -Module Forkd).Name | Sort-Object | Should -Be ($manifest.CmdletsToExport | Sort-Object)
+    }
+
+    It 'has an about_Forkd topic' {
+        (Get-Help about_Forkd | Out-String) | Should -Match 'fork'
+    }
+}
+
+Describe '<Name> conventions' -Tag Module -ForEach $commands {
+    BeforeAll {
+        $cmd = Get-Command $Name
+        $type = $cmd.ImplementingType
+        $attr = $type.GetCustomAttributes([System.Management.Automation.CmdletAttribute], $false)[0]
+        $help = Get-Help $Name -Full
+    }
+
+    It 'uses an approved verb' {
+        (Get-Verb).Verb | Should -Contain $cmd.Verb
+    }
+
+    It 'declares its output type' {
+        $type.GetCustomAttributes([System.Management.Automation.OutputTypeAttribute], $false) | Should -Not -BeNullOrEmpty
+    }
+
+    It 'supports ShouldProcess exactly when its verb changes state' {
+        $attr.SupportsShouldProcess | Should -Be $ChangesState
+    }
+
+    It 'has a synopsis and a description' {
+        $help.Synopsis | Should -Not -BeNullOrEmpty
+        $help.Synopsis | Should -Not -Match "^\s*$Name\s"   # the auto-generated placeholder is the syntax line
+        ($help.Description | Out-String).Trim() | Should -Not -BeNullOrEmpty
+    }
+
+    It 'has at least one example with code' {
+        @($help.Examples.Example).Count | Should -BeGreaterThan 0
+        $help.Examples.Example[0].Code | Should -Match 'Forkd'
+    }
+
+    It 'describes every parameter' {
+        $common = [System.Management.Automation.Cmdlet]::CommonParameters + [System.Management.Automation.Cmdlet]::OptionalCommonParameters
+        foreach ($p in $cmd.Parameters.Keys | Where-Object { $_ -notin $common }) {
+            $entry = $help.Parameters.Parameter | Where-Object Name -eq $p
+            ($entry.Description | Out-String).Trim() | Should -Not -BeNullOrEmpty -Because "-$p needs a description"
+        }
+    }
+}
