@@ -90,6 +90,70 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
         Assert.DoesNotContain(registry.List(), c => c.State == ChildState.Running);
     }
 
+    [SkippableFact]
+    public async Task With_Network_each_Firecracker_child_runs_in_its_own_namespace_and_the_parent_in_a_private_one()
+    {
+        Skip.If(NativeFile.EffectiveUid != 0 || HostCommand.TryRun("nft", ["--version"]).Code != 0, "needs root and nftables to make network namespaces");
+        Skip.If(ChildNetworks.ListNamespaces().Any(ChildNetworks.IsOurNamespace), "forkd child namespaces already exist on this host; not touching them");
+        var forward = File.ReadAllText("/proc/sys/net/ipv4/ip_forward");
+        var backend = new FirecrackerBackend(_fc.Binary);
+        var registry = new ChildRegistry(_paths);
+        IReadOnlyList<ForkOutcome> outcomes = [];
+        try
+        {
+            ChildNetworks.EnsureHost();
+            ChildNetworks.EnsureChild(1);
+            ChildNetworks.EnsureChild(2);
+            await new SnapshotBuilder(_paths, backend, registry,
+                (_, _, _) => Task.FromResult(new AcceleratorChoice(Accelerator.Kvm, "Firecracker runs on KVM only"))).CreateAsync(new SnapshotRequest
+                {
+                    Tag = "fcnet",
+                    Recipe = "custom",
+                    KernelPath = Path.Combine(_dir, "vmlinux"),
+                    AgentTimeout = TimeSpan.FromSeconds(10),
+                    Network = true,
+                }, null, null, CancellationToken.None);
+            var parent = _fc.Launches.Single();
+            Assert.Contains("PUT /network-interfaces/eth0", parent.Server.Requests.Select(r => r.ToString()));
+            Assert.Contains(" ip=10.42.0.2::10.42.0.1:255.255.255.0::eth0:off", (string?)parent.Server.Requests.First().Body!["boot_args"], StringComparison.Ordinal);
+            Assert.DoesNotContain(ChildNetworks.ListNamespaces(), n => n.StartsWith("forkd-boot-", StringComparison.Ordinal));
+
+            outcomes = await new Forker(_paths, backend, registry, new Cgroups()).ForkAsync(
+                new ForkRequest { Tag = "fcnet", Count = 2, Network = true, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None);
+
+            Assert.All(outcomes, o => Assert.Null(o.Error));
+            var children = outcomes.Select(o => o.Child!).OrderBy(c => c.NetworkNamespace, StringComparer.Ordinal).ToList();
+            Assert.Equal(["forkd-child-1", "forkd-child-2"], children.Select(c => c.NetworkNamespace));
+            foreach (var child in children)
+            {
+                var inside = HostCommand.Run("ip", ["netns", "exec", child.NetworkNamespace!, "readlink", "/proc/self/ns/net"]).Trim();
+                Assert.Equal(inside, new FileInfo($"/proc/{child.ProcessId}/ns/net").LinkTarget);
+                Assert.Equal(new AgentEndpoint("tcp", "10.42.0.2", 8888, child.NetworkNamespace), child.NetworkAgent);
+            }
+
+            Assert.Empty(_fc.AllViolations);
+        }
+        finally
+        {
+            foreach (var o in outcomes.Where(o => o.Child is not null))
+            {
+                await ChildStopper.StopAsync(registry, o.Child!);
+            }
+
+            foreach (var item in ChildNetworks.Find().Where(i => i.Kind == "Namespace"))
+            {
+                ChildNetworks.Remove(item);
+            }
+
+            foreach (var item in ChildNetworks.Find())
+            {
+                ChildNetworks.Remove(item);
+            }
+
+            File.WriteAllText("/proc/sys/net/ipv4/ip_forward", forward);
+        }
+    }
+
     [Fact]
     public async Task A_missing_firecracker_binary_is_a_clear_error_before_anything_starts()
     {
