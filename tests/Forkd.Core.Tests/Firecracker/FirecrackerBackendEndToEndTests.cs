@@ -1,3 +1,5 @@
+using Forkd.Core.Engine;
+using Forkd.Core.Guest;
 using Forkd.Core.Vmm;
 using Forkd.Core.Vmm.Firecracker;
 using Xunit;
@@ -6,22 +8,22 @@ namespace Forkd.Core.Tests.Firecracker;
 
 /// <summary>
 /// The real thing, where it can run: a firecracker binary (<c>FORKD_FIRECRACKER</c> or PATH), a KVM
-/// that boots Linux guests, and a guest kernel (<c>FORKD_FC_KERNEL</c>, optional <c>FORKD_FC_INITRD</c>).
-/// Boots a parent, snapshots it, forks two children and checks each runs as its own process.
+/// that boots Linux guests, and a guest image (<c>FORKD_FC_KERNEL</c> + optional <c>FORKD_FC_INITRD</c>,
+/// else the newest image in <c>FORKD_CACHE_DIR</c>/images). Boots a parent, waits for its agent over
+/// vsock, snapshots it, forks two children and pings each child's agent over its own vsock socket.
 /// Skipped, with the reason printed, anywhere one of those is missing (as on forkd's own CI machines).
 /// </summary>
 public sealed class FirecrackerBackendEndToEndTests
 {
     [SkippableFact]
-    public async Task Real_firecracker_boots_snapshots_and_forks_two_running_children()
+    public async Task Real_firecracker_boots_snapshots_and_forks_two_children_that_answer_over_vsock()
     {
         var binary = FirecrackerBinary.Locate();
         Skip.If(binary is null, "no firecracker binary (set FORKD_FIRECRACKER or put it on PATH); the API contract is covered by FirecrackerBackendFollowsPublishedApiTests");
         Skip.If(Directory.Exists("/sys/module/kvm_pvm"), "/dev/kvm here is kvm_pvm, which cannot boot a stock Linux guest (see Test-ForkdHost)");
         Skip.IfNot(File.Exists("/dev/kvm"), "no /dev/kvm");
-        var kernel = Environment.GetEnvironmentVariable("FORKD_FC_KERNEL");
-        Skip.If(string.IsNullOrEmpty(kernel) || !File.Exists(kernel), "set FORKD_FC_KERNEL to an uncompressed guest kernel (vmlinux) to run this test");
-        var initrd = Environment.GetEnvironmentVariable("FORKD_FC_INITRD");
+        var (kernel, initrd) = GuestImage();
+        Skip.If(kernel is null, "no guest kernel: set FORKD_FC_KERNEL, or FORKD_CACHE_DIR to a cache with a built guest image (Build-ForkdImage)");
 
         var dir = Path.Combine(Path.GetTempPath(), "forkd-fce2e-" + Guid.NewGuid().ToString("N")[..8]);
         var backend = new FirecrackerBackend(binary);
@@ -35,13 +37,23 @@ public sealed class FirecrackerBackendEndToEndTests
                 Name = "parent",
                 WorkDirectory = Path.Combine(dir, "parent"),
                 KernelPath = kernel!,
-                InitramfsPath = string.IsNullOrEmpty(initrd) ? null : initrd,
+                InitramfsPath = initrd,
+                KernelCommandLine = initrd is null ? "" : "rdinit=/init",
                 MemoryMiB = 256,
                 Accelerator = Accelerator.Kvm,
                 MemoryFilePath = files.MemoryPath,
             }, CancellationToken.None))
             {
-                await Task.Delay(TimeSpan.FromSeconds(3)); // let the guest kernel finish booting (VMGenID caveat)
+                if (initrd is not null)
+                {
+                    // Snapshot only after the guest is fully up (VMGenID caveat, docs/firecracker.md).
+                    await (await AgentWait.UntilReadyAsync(parent.Agent, TimeSpan.FromSeconds(60), null, CancellationToken.None)).DisposeAsync();
+                }
+                else
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(3));
+                }
+
                 await parent.PauseAsync(CancellationToken.None);
                 await parent.SaveAsync(files, CancellationToken.None);
                 config = parent.BackendConfig;
@@ -61,8 +73,12 @@ public sealed class FirecrackerBackendEndToEndTests
 
             foreach (var child in children.Cast<FirecrackerVm>())
             {
-                var info = await child.Api.DescribeInstanceAsync(CancellationToken.None);
-                Assert.Equal("Running", info.State);
+                Assert.Equal("Running", (await child.Api.DescribeInstanceAsync(CancellationToken.None)).State);
+                if (initrd is not null)
+                {
+                    await using var agent = await AgentWait.UntilReadyAsync(child.Agent, TimeSpan.FromSeconds(30), null, CancellationToken.None);
+                    await agent.PingAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+                }
             }
 
             Assert.NotEqual(children[0].ProcessId, children[1].ProcessId);
@@ -79,5 +95,24 @@ public sealed class FirecrackerBackendEndToEndTests
                 Directory.Delete(dir, recursive: true);
             }
         }
+    }
+
+    private static (string? Kernel, string? Initrd) GuestImage()
+    {
+        var kernel = Environment.GetEnvironmentVariable("FORKD_FC_KERNEL");
+        if (!string.IsNullOrEmpty(kernel))
+        {
+            var initrd = Environment.GetEnvironmentVariable("FORKD_FC_INITRD");
+            return (File.Exists(kernel) ? kernel : null, string.IsNullOrEmpty(initrd) ? null : initrd);
+        }
+
+        var images = Path.Combine(Environment.GetEnvironmentVariable(GuestImageBuilder.CacheDirVariable) ?? "", "images");
+        var newest = Directory.Exists(images)
+            ? Directory.EnumerateDirectories(images)
+                .Where(d => File.Exists(Path.Combine(d, GuestImageBuilder.KernelFileName)) && File.Exists(Path.Combine(d, GuestImageBuilder.InitramfsFileName)))
+                .OrderByDescending(Directory.GetLastWriteTimeUtc).FirstOrDefault()
+            : null;
+        return newest is null ? (null, null)
+            : (Path.Combine(newest, GuestImageBuilder.KernelFileName), Path.Combine(newest, GuestImageBuilder.InitramfsFileName));
     }
 }
