@@ -14,7 +14,9 @@ param(
     # One command (argv) to run with exec after the ping.
     [string[]] $Exec = @(),
     [int] $TimeoutSeconds = 120,
-    [int] $MemoryMiB = 0
+    [int] $MemoryMiB = 0,
+    # Boot this initramfs instead of the image's (benchmarks compare variants).
+    [string] $InitramfsPath
 )
 $ErrorActionPreference = 'Stop'
 $dir = Join-Path ([IO.Path]::GetTempPath()) ("forkd-test-boot-" + [Guid]::NewGuid().ToString('N').Substring(0, 8))
@@ -29,7 +31,7 @@ $qemuArgs = @(
     '-M', 'microvm,x-option-roms=off,rtc=off,isa-serial=on', '-accel', 'tcg', '-cpu', 'max', '-m', "${mem}M",
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-serial', "file:$consoleLog",
-    '-kernel', $Image.KernelPath, '-initrd', $Image.InitramfsPath, '-append', $append,
+    '-kernel', $Image.KernelPath, '-initrd', $(if ($InitramfsPath) { $InitramfsPath } else { $Image.InitramfsPath }), '-append', $append,
     '-device', 'virtio-serial-device',
     '-chardev', "socket,id=agent,path=$socket,server=on,wait=off",
     '-device', "virtserialport,chardev=agent,name=$($Image.AgentPortName)"
@@ -51,6 +53,10 @@ try {
     # The request waits in the socket until the agent opens its port, so one ping measures the boot.
     $ping = $client.PingAsync($timeout, $exited.Token).GetAwaiter().GetResult()
     $bootSeconds = $clock.Elapsed.TotalSeconds
+    # QEMU's own CPU time to the first ping: less sensitive than wall time to other load on the host.
+    $statLine = Get-Content "/proc/$($qemu.Id)/stat" -Raw
+    $stat = $statLine.Substring($statLine.LastIndexOf(')') + 2) -split ' '   # [11] utime, [12] stime, in ticks
+    $cpuSeconds = ([double]$stat[11] + [double]$stat[12]) / 100
     $results = foreach ($code in $Eval) {
         $client.EvalAsync($code, $timeout, [Threading.CancellationToken]::None).GetAwaiter().GetResult()
     }
@@ -61,6 +67,7 @@ try {
         Ping        = $ping
         Exec        = $execResult
         BootSeconds = [Math]::Round($bootSeconds, 2)
+        QemuCpuSeconds = [Math]::Round($cpuSeconds, 2)
         Eval        = @($results)
         Console     = (Get-Content $consoleLog -Raw -ErrorAction SilentlyContinue)
         QemuExited  = $qemu.HasExited

@@ -19,6 +19,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = RecipeSet)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(RecipeCompleter))]
     public string Recipe { get; set; } = "";
 
     [Parameter(Mandatory = true, ParameterSetName = KernelSet)]
