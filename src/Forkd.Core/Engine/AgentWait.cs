@@ -20,9 +20,8 @@ public static class AgentWait
             case "unix":
                 return await AgentClient.ConnectUnixAsync(endpoint.Address, timeout, cancellationToken).ConfigureAwait(false);
             case "vsock":
-                var vsock = await Vmm.Firecracker.HybridVsock.ConnectAsync(endpoint.Address, endpoint.Port ?? Vmm.Firecracker.FirecrackerBackend.AgentVsockPort,
-                    cancellationToken).ConfigureAwait(false);
-                return new AgentClient(vsock, endpoint.ToString());
+                return await AgentClient.ConnectHybridVsockAsync(endpoint.Address, endpoint.Port ?? Vmm.Firecracker.FirecrackerBackend.AgentVsockPort,
+                    timeout, cancellationToken).ConfigureAwait(false);
             case "tcp" when endpoint.NetworkNamespace is not null:
                 var socket = Host.NetworkNamespace.CreateTcpSocket(endpoint.NetworkNamespace);
                 try

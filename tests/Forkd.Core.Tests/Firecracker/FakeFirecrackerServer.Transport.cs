@@ -138,8 +138,8 @@ public sealed partial class FakeFirecrackerServer
         }
     }
 
-    /// <summary>A stand-in guest agent (one JSON object per line): ping answers pong, eval answers the code it was given.</summary>
-    private static string GuestAgentReply(string line)
+    /// <summary>A stand-in guest agent (one JSON object per line): ping answers pong, eval answers the code it was given and which VM it is.</summary>
+    private string GuestAgentReply(string line)
     {
         JsonObject request;
         try
@@ -160,7 +160,7 @@ public sealed partial class FakeFirecrackerServer
                 break;
             case "eval":
                 var code = (string?)request["code"] ?? "";
-                reply["result"] = "'" + code + "'";
+                reply["result"] = $"'{code}' from {Path.GetFileName(WorkingDirectory)}"; // which VM answered
                 reply["result_json"] = JsonValue.Create(code)!.ToJsonString();
                 break;
             default:

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using Forkd.Core.Guest;
 using Forkd.Core.Host;
 using Forkd.Core.Vmm;
 using Forkd.Core.Vmm.Firecracker;
@@ -159,14 +160,14 @@ public sealed class FirecrackerBackendFollowsPublishedApiTests : IAsyncLifetime
             {
                 Assert.Equal("vsock", child.Agent.Transport);
                 Assert.Equal(Path.Combine(child.WorkDirectory, "vsock.sock"), child.Agent.Address);
-                await using var stream = await HybridVsock.ConnectAsync(child.Agent.Address, child.Agent.Port!.Value, CancellationToken.None);
-                await stream.WriteAsync(Encoding.UTF8.GetBytes($"{child.Name}\n"));
-                using var reader = new StreamReader(stream);
-                Assert.Equal($"echo: {child.Name}", await reader.ReadLineAsync());
+                await using var agent = await AgentClient.ConnectHybridVsockAsync(child.Agent.Address, child.Agent.Port!.Value, TimeSpan.FromSeconds(5), CancellationToken.None);
+                var reply = await agent.EvalAsync(child.Name, TimeSpan.FromSeconds(5), CancellationToken.None);
+                Assert.Equal($"'{child.Name}' from {Path.GetFileName(child.WorkDirectory)}", reply.Result);
             }
 
-            var refused = await Assert.ThrowsAsync<ForkdException>(() => HybridVsock.ConnectAsync(children[0].Agent.Address, 9999, CancellationToken.None));
-            Assert.Equal("VsockConnectRefused", refused.ErrorId);
+            var refused = await Assert.ThrowsAsync<ForkdException>(() =>
+                AgentClient.ConnectHybridVsockAsync(children[0].Agent.Address, 9999, TimeSpan.FromMilliseconds(300), CancellationToken.None));
+            Assert.Equal("AgentUnreachable", refused.ErrorId);
             Assert.Empty(_fc.AllViolations);
         }
         finally
