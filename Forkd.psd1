@@ -27,6 +27,9 @@
         'Remove-ForkdStaleWorkDir'
         'Stop-ForkdChild'
         'Test-ForkdAgent'
+        'Test-ForkdHost'
+        'Initialize-ForkdNetwork'
+        'Remove-ForkdNetwork'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -2,8 +2,9 @@
 # Host packages Forkd and its tests need on Debian 12 (idempotent). Run as root.
 set -euo pipefail
 need=()
-# libzstd1: packs use the system libzstd when it loads. lz4: tests check the kernel LZ4 decoder against the reference CLI; cpio: tests read our initramfs with it.
-for pkg in qemu-system-x86 zstd libzstd1 busybox-static cpio lz4 python3 iproute2 e2fsprogs; do
+# libzstd1: packs use the system libzstd when it loads. lz4: tests check the kernel LZ4 decoder against the reference CLI;
+# cpio: tests read our initramfs with it; nftables: NAT for per-child networks.
+for pkg in qemu-system-x86 zstd libzstd1 busybox-static cpio lz4 python3 iproute2 e2fsprogs nftables; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

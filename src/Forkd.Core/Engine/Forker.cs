@@ -18,6 +18,9 @@ public sealed record ForkRequest
     public int OomScoreAdj { get; init; } = 800;
 
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Start each child in its own network namespace (Initialize-ForkdNetwork makes them).</summary>
+    public bool Network { get; init; }
 }
 
 public sealed record ForkProgress(int Ready, int Failed, int Count);
@@ -69,6 +72,7 @@ public sealed class Forker
                 $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
         }
 
+        var namespaces = request.Network ? ChildNetworkAllocator.Reserve(_registry, metadata.BackendConfig!, request.Count, tag) : null;
         var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
         var files = new VmSnapshotFiles(metadata.ResolveVmState(snapshot.Path), metadata.ResolveMemory(snapshot.Path));
         var started = new List<ForkdChild>();
@@ -78,7 +82,7 @@ public sealed class Forker
         {
             try
             {
-                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, index, c =>
+                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, index, namespaces?[index - 1], c =>
                 {
                     lock (started)
                     {
@@ -116,7 +120,7 @@ public sealed class Forker
     }
 
     private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
-        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, int index, Action<ForkdChild> onRegistered,
+        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, int index, string? netns, Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
     {
         var id = ChildRegistry.NewId(request.Tag);
@@ -133,6 +137,7 @@ public sealed class Forker
                 Snapshot = files,
                 BackendConfig = backendConfig,
                 Accelerator = accelerator,
+                NetworkNamespace = netns,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -156,6 +161,8 @@ public sealed class Forker
             SnapshotDirectory = snapshotDir,
             MemoryFile = files.MemoryPath,
             MemoryLimitMiB = request.MemoryLimitMiB,
+            NetworkNamespace = netns,
+            NetworkAgent = netns is null ? null : new AgentEndpoint("tcp", ChildNetworks.GuestAddress.ToString(), ChildNetworks.AgentPort, netns),
             StartedAt = startedAt,
         };
         _registry.Save(child);

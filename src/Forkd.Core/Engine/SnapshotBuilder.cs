@@ -33,6 +33,9 @@ public sealed record SnapshotRequest
     public string CreatedBy { get; init; } = "Forkd";
 
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>Give the guest a network card (10.42.0.2, gateway 10.42.0.1), so children can get networks of their own.</summary>
+    public bool Network { get; init; }
 }
 
 /// <summary>Progress of a snapshot: a stage name and a rough percentage.</summary>
@@ -113,7 +116,8 @@ public sealed class SnapshotBuilder
                 WorkDirectory = workDir,
                 KernelPath = Path.Combine(staging, KernelFile),
                 InitramfsPath = request.InitramfsPath is null ? null : Path.Combine(staging, InitramfsFile),
-                KernelCommandLine = request.KernelCommandLine,
+                KernelCommandLine = request.Network ? (request.KernelCommandLine + " " + ChildNetworks.GuestKernelIpArgument).Trim() : request.KernelCommandLine,
+                Nic = request.Network ? new NicSpec() : null,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,
                 MemoryFilePath = Path.Combine(staging, SnapshotFiles.Memory),

@@ -21,6 +21,10 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [ValidateRange(16, 1048576)]
     public long? MemoryLimitMiB { get; set; }
 
+    /// <summary>Start each child in its own network namespace forkd-child-&lt;i&gt; (see Initialize-ForkdNetwork).</summary>
+    [Parameter]
+    public SwitchParameter Network { get; set; }
+
     protected override void ProcessRecord()
     {
         if (!CheckTag(Tag) || !ShouldProcess(Tag, $"Fork {Count} child(ren)"))
@@ -30,14 +34,14 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
 
         using var pump = new PipelinePump();
         var activity = $"Invoke-ForkdFork {Tag}";
-        var forker = EngineHooks.Forker(Paths);
+        var forker = EngineHooks.Forker(Paths, Tag);
         var progress = pump.Progress<ForkProgress>(p => WriteProgress(new ProgressRecord(2, activity, $"{p.Ready} of {p.Count} ready, {p.Failed} failed")
         {
             PercentComplete = (int)(100.0 * (p.Ready + p.Failed) / p.Count),
         }));
         try
         {
-            var request = new ForkRequest { Tag = Tag, Count = Count, MemoryLimitMiB = MemoryLimitMiB };
+            var request = new ForkRequest { Tag = Tag, Count = Count, MemoryLimitMiB = MemoryLimitMiB, Network = Network };
             var outcomes = pump.Run(Task.Run(() => forker.ForkAsync(request, progress, StopToken), StopToken));
             WriteProgress(new ProgressRecord(2, activity, "done") { RecordType = ProgressRecordType.Completed });
             foreach (var outcome in outcomes.OrderBy(o => o.Index))
