@@ -24,7 +24,7 @@ mem_names, mem_values = list(data["memory"]), list(data["memory"].values())
 bars = right.barh(mem_names, mem_values, color=["#3c7dbd", "#3c7dbd", "#888888", "#888888"])
 right.invert_yaxis()
 right.set_xlabel("MiB, mean of 16 idle children")
-right.set_title(f"Memory per idle child (guest RAM {data['guest_mib']} MiB)")
+right.set_title(f"Idle child memory ({data['guest_mib']} MiB guest)")
 for bar, v in zip(bars, mem_values):
     right.text(bar.get_width() + max(mem_values) * 0.02, bar.get_y() + bar.get_height() / 2, f"{v:.1f}", va="center")
 right.set_xlim(0, max(mem_values) * 1.25)
