@@ -12,6 +12,29 @@ public static class ChildNetworkAllocator
 {
     private static readonly object Gate = new();
 
+    /// <summary>
+    /// Serialises networked forks across processes: a namespace counts as used only once its child is
+    /// registered, so the caller holds this from <see cref="Reserve"/> until its children are registered.
+    /// Waits (cancellably) while another process's networked fork holds it.
+    /// </summary>
+    public static async Task<IDisposable> LockAsync(Store.ForkdPaths paths, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        Directory.CreateDirectory(paths.LocksDirectory);
+        var file = Path.Combine(paths.LocksDirectory, "child-networks.lock");
+        while (true)
+        {
+            try
+            {
+                return new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException)
+            {
+                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
     public static IReadOnlyList<string> Reserve(ChildRegistry registry, JsonObject backendConfig, int count, string tag)
     {
         ArgumentNullException.ThrowIfNull(registry);

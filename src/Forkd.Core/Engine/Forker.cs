@@ -72,6 +72,7 @@ public sealed class Forker
                 $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
         }
 
+        using var networkLock = request.Network ? await ChildNetworkAllocator.LockAsync(_paths, cancellationToken).ConfigureAwait(false) : null;
         var namespaces = request.Network ? ChildNetworkAllocator.Reserve(_registry, metadata.BackendConfig!, request.Count, tag) : null;
         var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
         var files = new VmSnapshotFiles(metadata.ResolveVmState(snapshot.Path), metadata.ResolveMemory(snapshot.Path));
