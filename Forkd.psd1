@@ -10,10 +10,17 @@
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-ForkdChild'
         'Get-ForkdDataDirectory'
         'Get-ForkdSnapshot'
+        'Invoke-ForkdEval'
+        'Invoke-ForkdExec'
+        'Invoke-ForkdFork'
+        'New-ForkdSnapshot'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
+        'Stop-ForkdChild'
+        'Test-ForkdAgent'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

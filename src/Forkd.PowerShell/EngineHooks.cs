@@ -1,14 +1,46 @@
+using Forkd.Core.Engine;
+using Forkd.Core.Host;
 using Forkd.Core.Store;
+using Forkd.Core.Vmm.Qemu;
 
 namespace Forkd.PowerShell;
 
 /// <summary>Wires engine parts that must not reference each other (the store and the child registry).</summary>
 internal static class EngineHooks
 {
-    /// <summary>Running children of a tag; empty until the child registry exists.</summary>
+    /// <summary>Running children of a tag, from the child registry (their VMMs map the snapshot's memory).</summary>
     public static Func<string, IReadOnlyList<string>> RunningChildrenOf(ForkdPaths paths)
     {
-        _ = paths;
-        return _ => [];
+        var registry = new ChildRegistry(paths);
+        return registry.RunningChildrenOf;
+    }
+
+    public static QemuBackend QemuBackend() => new() { TscKiloHertz = HostTscKiloHertz() };
+
+    public static Forker Forker(ForkdPaths paths) => new(paths, QemuBackend(), new ChildRegistry(paths), new Cgroups());
+
+    public static SnapshotBuilder SnapshotBuilder(ForkdPaths paths)
+    {
+        var backend = QemuBackend();
+        var chooser = new AcceleratorChooser(paths, backend);
+        return new SnapshotBuilder(paths, backend, new ChildRegistry(paths), chooser.ChooseAsync);
+    }
+
+    // TODO(merge guest): replace with HostTsc.KiloHertz().
+    private static long HostTscKiloHertz()
+    {
+        foreach (var line in File.ReadLines("/proc/cpuinfo"))
+        {
+            if (line.StartsWith("cpu MHz", StringComparison.Ordinal))
+            {
+                var value = line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+                if (double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var mhz))
+                {
+                    return (long)(mhz * 1000);
+                }
+            }
+        }
+
+        return 0;
     }
 }

@@ -36,6 +36,12 @@ public enum WorkDirKind
 
     /// <summary>A guest image being built.</summary>
     Build,
+
+    /// <summary>A new snapshot being written before it is renamed under its tag (lives in the staging dir).</summary>
+    Snapshot,
+
+    /// <summary>A short boot that checks whether KVM can run the guest.</summary>
+    Probe,
 }
 
 /// <summary>Where a kind of work dir lives: the system temp dir, or the staging dir beside the store.</summary>
@@ -66,6 +72,8 @@ public static class WorkDirectories
         new(WorkDirKind.Build, "forkd-build-", WorkDirRoot.Temp),
         new(WorkDirKind.Unpack, "forkd-unpack-", WorkDirRoot.Staging),
         new(WorkDirKind.Remove, "forkd-remove-", WorkDirRoot.Staging),
+        new(WorkDirKind.Snapshot, "forkd-snapshot-", WorkDirRoot.Staging),
+        new(WorkDirKind.Probe, "forkd-probe-", WorkDirRoot.Temp),
     ];
 
     public static WorkDirPrefix PrefixOf(WorkDirKind kind) => Prefixes.First(p => p.Kind == kind);

@@ -17,7 +17,15 @@ public sealed class TagLock : IDisposable
 
     public string Tag { get; }
 
-    public static TagLock Acquire(ForkdPaths paths, string tag, string operation)
+    public static TagLock Acquire(ForkdPaths paths, string tag, string operation) => Acquire(paths, tag, operation, shared: false);
+
+    /// <summary>
+    /// A shared hold (flock LOCK_SH): any number of forks of one tag run side by side, while an exclusive
+    /// holder (snapshot creation, removal, import) is refused with <c>TagInUse</c>, and the other way round.
+    /// </summary>
+    public static TagLock AcquireShared(ForkdPaths paths, string tag, string operation) => Acquire(paths, tag, operation, shared: true);
+
+    private static TagLock Acquire(ForkdPaths paths, string tag, string operation, bool shared)
     {
         ArgumentNullException.ThrowIfNull(paths);
         TagRule.Validate(tag);
@@ -26,7 +34,10 @@ public sealed class TagLock : IDisposable
         FileStream stream;
         try
         {
-            stream = new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            // .NET on Unix takes flock(LOCK_EX) for FileShare.None and flock(LOCK_SH) for a read-only, shareable open.
+            stream = shared
+                ? new FileStream(file, FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite)
+                : new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
         catch (IOException ex)
         {
@@ -37,7 +48,7 @@ public sealed class TagLock : IDisposable
         }
 
         // Record who holds it beside the lock (the locked file itself cannot be read by the next caller).
-        File.WriteAllText(file + ".owner", $"{operation} (pid {Environment.ProcessId})\n");
+        File.WriteAllText(file + ".owner", $"{operation} (pid {Environment.ProcessId}{(shared ? ", shared" : "")})\n");
         return new TagLock(stream, tag);
     }
 

@@ -1,0 +1,69 @@
+using System.Text.Json.Serialization;
+using Forkd.Core.Vmm;
+
+namespace Forkd.Core.Engine;
+
+public enum ChildState
+{
+    Running,
+    Exited,
+}
+
+/// <summary>
+/// One forked child as the registry records it (<c>&lt;data&gt;/children/&lt;id&gt;.json</c>). <see cref="State"/> is
+/// not stored: it is worked out from the process table each time the record is read.
+/// </summary>
+public sealed record ForkdChild
+{
+    [JsonPropertyName("id")]
+    public required string Id { get; init; }
+
+    [JsonPropertyName("tag")]
+    public required string Tag { get; init; }
+
+    [JsonPropertyName("index")]
+    public int Index { get; init; }
+
+    [JsonPropertyName("pid")]
+    public int ProcessId { get; init; }
+
+    [JsonPropertyName("backend")]
+    public string Backend { get; init; } = "qemu";
+
+    [JsonPropertyName("accelerator")]
+    public string Accelerator { get; init; } = "tcg";
+
+    [JsonPropertyName("agent")]
+    public required AgentEndpoint Agent { get; init; }
+
+    /// <summary>From VMM start to the guest running again (device state loaded, resumed), in ms.</summary>
+    [JsonPropertyName("restore_ms")]
+    public double RestoreTime { get; init; }
+
+    /// <summary>From VMM start to the first agent reply, in ms.</summary>
+    [JsonPropertyName("ready_ms")]
+    public double ReadyTime { get; init; }
+
+    [JsonPropertyName("work_dir")]
+    public required string WorkDirectory { get; init; }
+
+    [JsonPropertyName("snapshot_dir")]
+    public string? SnapshotDirectory { get; init; }
+
+    [JsonPropertyName("memory_file")]
+    public string? MemoryFile { get; init; }
+
+    [JsonPropertyName("cgroup")]
+    public string? CgroupPath { get; init; }
+
+    [JsonPropertyName("memory_limit_mib")]
+    public long? MemoryLimitMiB { get; init; }
+
+    [JsonPropertyName("started_at")]
+    public DateTimeOffset StartedAt { get; init; }
+
+    [JsonIgnore]
+    public ChildState State { get; init; } = ChildState.Running;
+
+    public override string ToString() => Id;
+}

@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using Forkd.Core.Host;
+using Forkd.Core.Store;
+using Forkd.Core.Vmm;
+
+namespace Forkd.Core.Engine;
+
+public sealed record ForkRequest
+{
+    public required string Tag { get; init; }
+
+    public int Count { get; init; } = 1;
+
+    /// <summary>Per-child memory ceiling through cgroups, or null for none.</summary>
+    public long? MemoryLimitMiB { get; init; }
+
+    /// <summary>Raised so the kernel's OOM killer picks a runaway child before anything else.</summary>
+    public int OomScoreAdj { get; init; } = 800;
+
+    public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+public sealed record ForkProgress(int Ready, int Failed, int Count);
+
+/// <summary>One child's outcome: the child, or why it failed.</summary>
+public sealed record ForkOutcome(int Index, ForkdChild? Child, ForkdException? Error);
+
+/// <summary>
+/// Starts n children of a snapshot in parallel. Each is registered as soon as its VMM has a pid, so
+/// nothing can leak unrecorded; cancellation (Ctrl+C) stops every child this fork started.
+/// </summary>
+public sealed class Forker
+{
+    private readonly ForkdPaths _paths;
+    private readonly IVmmBackend _backend;
+    private readonly ChildRegistry _registry;
+    private readonly Cgroups _cgroups;
+
+    public Forker(ForkdPaths paths, IVmmBackend backend, ChildRegistry registry, Cgroups cgroups)
+    {
+        _paths = paths;
+        _backend = backend;
+        _registry = registry;
+        _cgroups = cgroups;
+    }
+
+    public async Task<IReadOnlyList<ForkOutcome>> ForkAsync(ForkRequest request, IProgress<ForkProgress>? progress, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var tag = TagRule.Validate(request.Tag);
+        if (request.Count < 1)
+        {
+            throw new ForkdException("InvalidCount", ForkdErrorKind.InvalidArgument, $"count must be at least 1 (got {request.Count})", request.Count);
+        }
+
+        // Shared: forks of one tag run side by side; creating or removing the tag meanwhile is refused.
+        using var tagLock = TagLock.AcquireShared(_paths, tag, "Invoke-ForkdFork");
+        var snapshot = new SnapshotStore(_paths).Get(tag);
+        var metadata = snapshot.Metadata;
+        if (!snapshot.IsComplete || metadata.BackendConfig is null)
+        {
+            throw new ForkdException("SnapshotIncomplete", ForkdErrorKind.InvalidData,
+                $"snapshot '{tag}' has no vmstate, memory image or backend settings; it cannot be forked", tag);
+        }
+
+        if (!string.Equals(metadata.Backend, _backend.Kind.ToString(), StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ForkdException("BackendMismatch", ForkdErrorKind.NotSupported,
+                $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
+        }
+
+        var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
+        var files = new VmSnapshotFiles(metadata.ResolveVmState(snapshot.Path), metadata.ResolveMemory(snapshot.Path));
+        var started = new List<ForkdChild>();
+        int ready = 0, failed = 0;
+
+        async Task<ForkOutcome> StartOne(int index)
+        {
+            try
+            {
+                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, index, c =>
+                {
+                    lock (started)
+                    {
+                        started.Add(c);
+                    }
+                }, cancellationToken).ConfigureAwait(false);
+                progress?.Report(new(Interlocked.Increment(ref ready), Volatile.Read(ref failed), request.Count));
+                return new ForkOutcome(index, child, null);
+            }
+            catch (ForkdException ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                progress?.Report(new(Volatile.Read(ref ready), Interlocked.Increment(ref failed), request.Count));
+                return new ForkOutcome(index, null, ex);
+            }
+        }
+
+        try
+        {
+            var outcomes = await Task.WhenAll(Enumerable.Range(1, request.Count).Select(StartOne)).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            return outcomes;
+        }
+        catch (Exception)
+        {
+            // Cancelled (or something unexpected): no child of this fork may outlive it.
+            List<ForkdChild> toStop;
+            lock (started)
+            {
+                toStop = [.. started];
+            }
+
+            await Task.WhenAll(toStop.Select(c => ChildStopper.StopAsync(_registry, c))).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
+        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, int index, Action<ForkdChild> onRegistered,
+        CancellationToken cancellationToken)
+    {
+        var id = ChildRegistry.NewId(request.Tag);
+        var workDir = WorkDirectories.Create(_paths, WorkDirKind.Child, request.Tag);
+        var clock = Stopwatch.StartNew();
+        var startedAt = DateTimeOffset.UtcNow;
+        IVmHandle vm;
+        try
+        {
+            vm = await _backend.RestoreAsync(new VmRestoreSpec
+            {
+                Name = id,
+                WorkDirectory = workDir,
+                Snapshot = files,
+                BackendConfig = backendConfig,
+                Accelerator = accelerator,
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            SafeDelete.Delete(workDir);
+            throw;
+        }
+
+        var restoreTime = clock.Elapsed.TotalMilliseconds;
+        var child = new ForkdChild
+        {
+            Id = id,
+            Tag = request.Tag,
+            Index = index,
+            ProcessId = vm.ProcessId,
+            Backend = _backend.Kind.ToString().ToLowerInvariant(),
+            Accelerator = accelerator.ToString().ToLowerInvariant(),
+            Agent = vm.Agent,
+            RestoreTime = restoreTime,
+            WorkDirectory = workDir,
+            SnapshotDirectory = snapshotDir,
+            MemoryFile = files.MemoryPath,
+            MemoryLimitMiB = request.MemoryLimitMiB,
+            StartedAt = startedAt,
+        };
+        _registry.Save(child);
+        onRegistered(child);
+        try
+        {
+            ProcessControl.SetOomScoreAdj(vm.ProcessId, request.OomScoreAdj);
+            if (request.MemoryLimitMiB is { } limit)
+            {
+                child = child with { CgroupPath = _cgroups.Place(id, vm.ProcessId, limit * 1024 * 1024) };
+                _registry.Save(child);
+                onRegistered(child);
+            }
+
+            var pid = vm.ProcessId;
+            var agent = await AgentWait.UntilReadyAsync(vm.Agent, request.AgentTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
+                .ConfigureAwait(false);
+            await agent.DisposeAsync().ConfigureAwait(false);
+            child = child with { ReadyTime = clock.Elapsed.TotalMilliseconds };
+            _registry.Save(child);
+            vm.Detach();
+            return child;
+        }
+        catch (Exception ex) when (ex is ForkdException or IOException or UnauthorizedAccessException)
+        {
+            vm.Detach();
+            await ChildStopper.StopAsync(_registry, child).ConfigureAwait(false);
+            throw ex as ForkdException ?? new ForkdException("ForkFailed", ForkdErrorKind.Failed, $"child {index} failed: {ex.Message}", id, ex);
+        }
+    }
+}

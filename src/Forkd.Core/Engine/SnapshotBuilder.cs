@@ -1,0 +1,222 @@
+using System.Diagnostics;
+using Forkd.Core.Host;
+using Forkd.Core.Store;
+using Forkd.Core.Vmm;
+
+namespace Forkd.Core.Engine;
+
+/// <summary>What <c>New-ForkdSnapshot</c> asks for.</summary>
+public sealed record SnapshotRequest
+{
+    public required string Tag { get; init; }
+
+    public required string Recipe { get; init; }
+
+    public required string KernelPath { get; init; }
+
+    public string? InitramfsPath { get; init; }
+
+    public string KernelCommandLine { get; init; } = "";
+
+    public int MemoryMiB { get; init; } = 256;
+
+    public int VcpuCount { get; init; } = 1;
+
+    /// <summary>Python statements run in the agent's interpreter before the save; children inherit what they leave.</summary>
+    public string? WarmupCode { get; init; }
+
+    public AcceleratorPreference Accelerator { get; init; } = AcceleratorPreference.Auto;
+
+    /// <summary>Replace an existing snapshot of the tag (refused while its children run).</summary>
+    public bool Force { get; init; }
+
+    public string CreatedBy { get; init; } = "Forkd";
+
+    public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(180);
+}
+
+/// <summary>Progress of a snapshot: a stage name and a rough percentage.</summary>
+public sealed record SnapshotProgress(string Stage, int Percent);
+
+/// <summary>The new snapshot plus how it was made.</summary>
+public sealed record SnapshotResult(SnapshotInfo Snapshot, AcceleratorChoice Accelerator, TimeSpan BootTime, TimeSpan WarmupTime, TimeSpan SaveTime);
+
+/// <summary>
+/// Boots a parent, waits for its agent, runs the warm-up, pauses and saves it. Everything is written
+/// into a staging dir beside the store and renamed under the tag only when complete, all under the
+/// tag's exclusive lock: a failed or cancelled run leaves no VM, no work dir and no half snapshot.
+/// </summary>
+public sealed class SnapshotBuilder
+{
+    public const string KernelFile = "vmlinux";
+    public const string InitramfsFile = "initramfs.img";
+
+    private readonly ForkdPaths _paths;
+    private readonly IVmmBackend _backend;
+    private readonly ChildRegistry _registry;
+    private readonly Func<AcceleratorPreference, VmBootSpec, CancellationToken, Task<AcceleratorChoice>> _chooseAccelerator;
+
+    public SnapshotBuilder(ForkdPaths paths, IVmmBackend backend, ChildRegistry registry,
+        Func<AcceleratorPreference, VmBootSpec, CancellationToken, Task<AcceleratorChoice>> chooseAccelerator)
+    {
+        _paths = paths;
+        _backend = backend;
+        _registry = registry;
+        _chooseAccelerator = chooseAccelerator;
+    }
+
+    public async Task<SnapshotResult> CreateAsync(SnapshotRequest request, IProgress<SnapshotProgress>? progress, Action<string>? log,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var tag = TagRule.Validate(request.Tag);
+        RequireFile(request.KernelPath, "KernelNotFound", "kernel");
+        if (request.InitramfsPath is not null)
+        {
+            RequireFile(request.InitramfsPath, "InitramfsNotFound", "initramfs");
+        }
+
+        using var tagLock = TagLock.Acquire(_paths, tag, "New-ForkdSnapshot");
+        var finalDir = _paths.SnapshotDirectory(tag);
+        if (Directory.Exists(finalDir))
+        {
+            if (!request.Force)
+            {
+                throw new ForkdException("SnapshotExists", ForkdErrorKind.AlreadyExists, $"snapshot '{tag}' already exists at {finalDir}", tag)
+                { Hint = $"Use -Force to replace it, or Remove-ForkdSnapshot -Tag {tag} first." };
+            }
+
+            ThrowIfChildrenRun(tag);
+        }
+
+        var staging = WorkDirectories.Create(_paths, WorkDirKind.Snapshot, tag);
+        var workDir = WorkDirectories.Create(_paths, WorkDirKind.Parent, tag);
+        IVmHandle? vm = null;
+        try
+        {
+            // The snapshot carries its own kernel and initramfs: children never depend on the image cache.
+            progress?.Report(new("copying kernel and initramfs", 2));
+            File.Copy(request.KernelPath, Path.Combine(staging, KernelFile));
+            if (request.InitramfsPath is not null)
+            {
+                File.Copy(request.InitramfsPath, Path.Combine(staging, InitramfsFile));
+            }
+
+            var spec = new VmBootSpec
+            {
+                Name = tag,
+                WorkDirectory = workDir,
+                KernelPath = Path.Combine(staging, KernelFile),
+                InitramfsPath = request.InitramfsPath is null ? null : Path.Combine(staging, InitramfsFile),
+                KernelCommandLine = request.KernelCommandLine,
+                MemoryMiB = request.MemoryMiB,
+                VcpuCount = request.VcpuCount,
+                MemoryFilePath = Path.Combine(staging, SnapshotFiles.Memory),
+            };
+
+            progress?.Report(new("choosing accelerator", 5));
+            var choice = await _chooseAccelerator(request.Accelerator, spec, cancellationToken).ConfigureAwait(false);
+            log?.Invoke($"accelerator: {choice.Accelerator.ToString().ToUpperInvariant()} ({choice.Reason}{(choice.FromCache ? ", cached verdict" : "")})");
+            spec = spec with { Accelerator = choice.Accelerator };
+
+            progress?.Report(new("booting parent VM", 10));
+            var clock = Stopwatch.StartNew();
+            vm = await _backend.BootAsync(spec, cancellationToken).ConfigureAwait(false);
+            log?.Invoke($"parent VMM pid {vm.ProcessId}, work dir {workDir}");
+            var pid = vm.ProcessId;
+            progress?.Report(new("waiting for the guest agent", 20));
+            var agent = await AgentWait.UntilReadyAsync(vm.Agent, request.AgentTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
+                .ConfigureAwait(false);
+            var bootTime = clock.Elapsed;
+            log?.Invoke($"agent answered after {bootTime.TotalSeconds:0.00} s");
+
+            clock.Restart();
+            await using (agent.ConfigureAwait(false))
+            {
+                if (!string.IsNullOrWhiteSpace(request.WarmupCode))
+                {
+                    progress?.Report(new("running warm-up", 70));
+                    await WarmupRunner.RunAsync(agent, request.WarmupCode, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            // The agent connection is closed before the pause, so the saved guest sees no host attached.
+            var warmupTime = clock.Elapsed;
+            progress?.Report(new("pausing and saving", 85));
+            clock.Restart();
+            await vm.PauseAsync(cancellationToken).ConfigureAwait(false);
+            await vm.SaveAsync(new VmSnapshotFiles(Path.Combine(staging, SnapshotFiles.VmState), Path.Combine(staging, SnapshotFiles.Memory)),
+                cancellationToken).ConfigureAwait(false);
+            var saveTime = clock.Elapsed;
+            var backendConfig = vm.BackendConfig.DeepClone().AsObject();
+            await vm.KillAsync().ConfigureAwait(false);
+            vm = null;
+
+            // Children resolve these names against the snapshot dir, wherever it ends up.
+            backendConfig["kernel"] = KernelFile;
+            backendConfig["initrd"] = request.InitramfsPath is null ? null : InitramfsFile;
+            new SnapshotMetadata
+            {
+                CreatedAt = DateTimeOffset.UtcNow,
+                CreatedBy = request.CreatedBy,
+                Backend = _backend.Kind.ToString().ToLowerInvariant(),
+                Accelerator = choice.Accelerator.ToString().ToLowerInvariant(),
+                Recipe = request.Recipe,
+                MemoryMiB = request.MemoryMiB,
+                VcpuCount = request.VcpuCount,
+                BackendConfig = backendConfig,
+            }.Save(staging);
+
+            progress?.Report(new("installing snapshot", 95));
+            cancellationToken.ThrowIfCancellationRequested();
+            Install(tag, staging, finalDir);
+            var store = new SnapshotStore(_paths);
+            return new SnapshotResult(store.Get(tag), choice, bootTime, warmupTime, saveTime);
+        }
+        finally
+        {
+            if (vm is not null)
+            {
+                await vm.KillAsync().ConfigureAwait(false);
+            }
+
+            SafeDelete.Delete(workDir);
+            SafeDelete.Delete(staging); // gone already when installed
+        }
+    }
+
+    private void Install(string tag, string staging, string finalDir)
+    {
+        if (Directory.Exists(finalDir))
+        {
+            ThrowIfChildrenRun(tag); // checked again: a fork may have started children while we booted
+            var doomed = WorkDirectories.Create(_paths, WorkDirKind.Remove, tag);
+            Directory.Delete(doomed);
+            Directory.Move(finalDir, doomed);
+            SafeDelete.Delete(doomed);
+        }
+
+        Directory.CreateDirectory(_paths.SnapshotsDirectory);
+        Directory.Move(staging, finalDir);
+    }
+
+    private void ThrowIfChildrenRun(string tag)
+    {
+        var running = _registry.RunningChildrenOf(tag);
+        if (running.Count > 0)
+        {
+            throw new ForkdException("SnapshotInUse", ForkdErrorKind.InUse,
+                $"snapshot '{tag}' has {running.Count} running child(ren) ({string.Join(", ", running)}); its memory file must not change",
+                tag)
+            { Hint = $"Get-ForkdChild -Tag {tag} | Stop-ForkdChild" };
+        }
+    }
+
+    private static void RequireFile(string path, string errorId, string what)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ForkdException(errorId, ForkdErrorKind.NotFound, $"{what} not found: {path}", path);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+using Forkd.Core.Guest;
+
+namespace Forkd.Core.Engine;
+
+/// <summary>Runs the warm-up code in the parent's agent interpreter; a guest exception fails the snapshot with its traceback.</summary>
+internal static class WarmupRunner
+{
+    public static async Task RunAsync(AgentClient agent, string code, CancellationToken cancellationToken)
+    {
+        var result = await agent.EvalAsync(code, cancellationToken).ConfigureAwait(false);
+        if (result.Error is not null)
+        {
+            throw new ForkdException("WarmupFailed", ForkdErrorKind.Failed,
+                $"the warm-up code failed in the guest: {result.Error}{(result.Traceback is null ? "" : Environment.NewLine + result.Traceback)}");
+        }
+    }
+}

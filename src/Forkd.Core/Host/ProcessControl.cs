@@ -1,0 +1,65 @@
+using System.Globalization;
+using static Tmds.Linux.LibC;
+
+namespace Forkd.Core.Host;
+
+/// <summary>Signals, liveness and memory facts about processes that are not our children (detached VMMs).</summary>
+public static class ProcessControl
+{
+    /// <summary>True while <paramref name="pid"/> exists and is not a zombie.</summary>
+    public static bool IsAlive(int pid, string procRoot = "/proc")
+    {
+        if (pid <= 0)
+        {
+            return false;
+        }
+
+        try
+        {
+            // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces and parentheses, so find the last ')'.
+            var stat = File.ReadAllText(Path.Combine(procRoot, pid.ToString(CultureInfo.InvariantCulture), "stat"));
+            var close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X');
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The process's argv, or null when it is gone.</summary>
+    public static IReadOnlyList<string>? CommandLine(int pid, string procRoot = "/proc")
+    {
+        try
+        {
+            var raw = File.ReadAllText(Path.Combine(procRoot, pid.ToString(CultureInfo.InvariantCulture), "cmdline"));
+            return raw.Split('\0', StringSplitOptions.RemoveEmptyEntries);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>SIGKILLs a process and waits (up to <paramref name="timeout"/>) until it is gone or a zombie.</summary>
+    public static async Task KillAndWaitAsync(int pid, TimeSpan timeout)
+    {
+        if (pid <= 0)
+        {
+            return;
+        }
+
+        _ = kill(pid, SIGKILL);
+        var until = DateTime.UtcNow + timeout;
+        while (IsAlive(pid) && DateTime.UtcNow < until)
+        {
+            await Task.Delay(10).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Sets <c>/proc/&lt;pid&gt;/oom_score_adj</c> (-1000..1000): higher dies first under memory pressure.</summary>
+    public static void SetOomScoreAdj(int pid, int value)
+    {
+        File.WriteAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/oom_score_adj", value.ToString(CultureInfo.InvariantCulture));
+    }
+}

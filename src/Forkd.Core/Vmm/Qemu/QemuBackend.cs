@@ -1,0 +1,283 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace Forkd.Core.Vmm.Qemu;
+
+/// <summary>
+/// QEMU as a fork-from-warm VMM: the parent's RAM lives in a shared file-backed region, the save is a
+/// migration of device state only (<c>x-ignore-shared</c>), and each child maps that file private
+/// (copy-on-write) and loads the device state with <c>migrate-incoming</c>.
+/// </summary>
+public sealed class QemuBackend : IVmmBackend
+{
+    public QemuBackend(string executable = "qemu-system-x86_64")
+    {
+        Executable = executable;
+    }
+
+    public string Executable { get; }
+
+    public BackendKind Kind => BackendKind.Qemu;
+
+    /// <summary>Host TSC rate handed to the guest (TCG boots hang under load without it); 0 leaves it out.</summary>
+    public long TscKiloHertz { get; init; }
+
+    public static TimeSpan StartTimeout { get; } = TimeSpan.FromSeconds(30);
+
+    public async Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var machine = new QemuMachineConfig
+        {
+            KernelPath = spec.KernelPath,
+            InitramfsPath = spec.InitramfsPath,
+            Append = QemuCommandLine.KernelArguments(TscKiloHertz, spec.KernelCommandLine),
+            MemoryMiB = spec.MemoryMiB,
+            VcpuCount = spec.VcpuCount,
+            Accelerator = spec.Accelerator,
+        };
+        var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.MemoryFilePath, incoming: false);
+        var pid = await LaunchAsync(args, spec.WorkDirectory, cancellationToken).ConfigureAwait(false);
+        var vm = new QemuVm(pid, spec.WorkDirectory, machine.ToJson());
+        try
+        {
+            await vm.ConnectAsync(cancellationToken).ConfigureAwait(false);
+            return vm;
+        }
+        catch
+        {
+            await vm.KillAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async Task<IVmHandle> RestoreAsync(VmRestoreSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var snapshotDir = Path.GetDirectoryName(spec.Snapshot.MemoryPath) ?? ".";
+        var machine = QemuMachineConfig.FromJson(spec.BackendConfig, snapshotDir) with { Accelerator = spec.Accelerator };
+        var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.Snapshot.MemoryPath, incoming: true);
+        var pid = await LaunchAsync(args, spec.WorkDirectory, cancellationToken).ConfigureAwait(false);
+        var vm = new QemuVm(pid, spec.WorkDirectory, spec.BackendConfig);
+        try
+        {
+            await vm.ConnectAsync(cancellationToken).ConfigureAwait(false);
+            await vm.LoadStateAsync(spec.Snapshot.VmStatePath, cancellationToken).ConfigureAwait(false);
+            await vm.ResumeAsync(cancellationToken).ConfigureAwait(false);
+            return vm;
+        }
+        catch
+        {
+            await vm.KillAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Starts a daemonizing QEMU; returns the daemon's pid once the launcher exits (sockets then listen).</summary>
+    private async Task<int> LaunchAsync(IReadOnlyList<string> args, string workDirectory, CancellationToken cancellationToken)
+    {
+        var psi = new ProcessStartInfo(Executable)
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = workDirectory,
+        };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        Process launcher;
+        try
+        {
+            launcher = Process.Start(psi) ?? throw new InvalidOperationException("no process");
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            throw new ForkdException("QemuNotFound", ForkdErrorKind.NotFound,
+                $"cannot start {Executable}: {ex.Message}", Executable, ex)
+            { Hint = "Install QEMU: apt-get install qemu-system-x86" };
+        }
+
+        using (launcher)
+        {
+            launcher.StandardInput.Close();
+            var stderrTask = launcher.StandardError.ReadToEndAsync(CancellationToken.None);
+            var stdoutTask = launcher.StandardOutput.ReadToEndAsync(CancellationToken.None);
+            var pidFile = Path.Combine(workDirectory, QemuCommandLine.PidFile);
+            try
+            {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                deadline.CancelAfter(StartTimeout);
+                await launcher.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Launcher still running: kill it and whatever daemon it already forked.
+                try
+                {
+                    launcher.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                }
+
+                var stray = ReadPid(pidFile);
+                if (stray > 0)
+                {
+                    await Host.ProcessControl.KillAndWaitAsync(stray, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                }
+
+                cancellationToken.ThrowIfCancellationRequested();
+                throw new ForkdException("QemuStartTimeout", ForkdErrorKind.Timeout,
+                    $"QEMU did not finish starting within {StartTimeout.TotalSeconds:0} s", workDirectory);
+            }
+
+            var stderr = (await stderrTask.ConfigureAwait(false) + await stdoutTask.ConfigureAwait(false)).Trim();
+            var pid = ReadPid(pidFile);
+            if (launcher.ExitCode != 0 || pid <= 0)
+            {
+                throw new ForkdException("QemuStartFailed", ForkdErrorKind.Failed,
+                    $"QEMU failed to start (exit code {launcher.ExitCode}): {(stderr.Length == 0 ? "no message" : stderr)}", workDirectory);
+            }
+
+            return pid;
+        }
+    }
+
+    internal static int ReadPid(string pidFile)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : 0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+}
+
+/// <summary>A running QEMU, controlled over its one QMP connection.</summary>
+internal sealed class QemuVm : IVmHandle
+{
+    private QmpClient? _qmp;
+
+    public QemuVm(int pid, string workDirectory, JsonObject backendConfig)
+    {
+        ProcessId = pid;
+        WorkDirectory = workDirectory;
+        BackendConfig = backendConfig;
+        Agent = new AgentEndpoint("unix", Path.Combine(workDirectory, QemuCommandLine.AgentSocket));
+    }
+
+    public int ProcessId { get; }
+
+    public string WorkDirectory { get; }
+
+    public AgentEndpoint Agent { get; }
+
+    public JsonObject BackendConfig { get; }
+
+    private QmpClient Qmp => _qmp ?? throw new InvalidOperationException("QMP not connected");
+
+    public async Task ConnectAsync(CancellationToken cancellationToken)
+    {
+        _qmp = await QmpClient.ConnectAsync(Path.Combine(WorkDirectory, QemuCommandLine.QmpSocket), TimeSpan.FromSeconds(10), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>The VM's run state (<c>running</c>, <c>paused</c>, <c>inmigrate</c>, <c>internal-error</c>, <c>shutdown</c>…).</summary>
+    public async Task<string> QueryStatusAsync(CancellationToken cancellationToken)
+    {
+        var reply = await Qmp.ExecuteAsync("query-status", null, cancellationToken).ConfigureAwait(false);
+        return reply?["status"]?.GetValue<string>() ?? "unknown";
+    }
+
+    public Task PauseAsync(CancellationToken cancellationToken) => Qmp.ExecuteAsync("stop", null, cancellationToken);
+
+    public Task ResumeAsync(CancellationToken cancellationToken) => Qmp.ExecuteAsync("cont", null, cancellationToken);
+
+    public async Task SaveAsync(VmSnapshotFiles files, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        await IgnoreSharedAsync(cancellationToken).ConfigureAwait(false);
+        // Write to a temp name and rename on completion, so a failed save never leaves a vmstate that looks whole.
+        var temp = files.VmStatePath + ".partial";
+        await Qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = "exec:cat > " + ShellQuote(temp) }, cancellationToken).ConfigureAwait(false);
+        await WaitForMigrationAsync("save", cancellationToken).ConfigureAwait(false);
+        File.Move(temp, files.VmStatePath, overwrite: true);
+    }
+
+    public async Task LoadStateAsync(string vmStatePath, CancellationToken cancellationToken)
+    {
+        await IgnoreSharedAsync(cancellationToken).ConfigureAwait(false);
+        await Qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = "exec:cat " + ShellQuote(vmStatePath) }, cancellationToken)
+            .ConfigureAwait(false);
+        await WaitForMigrationAsync("restore", cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task<System.Text.Json.Nodes.JsonNode?> IgnoreSharedAsync(CancellationToken cancellationToken) =>
+        Qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
+        {
+            ["capabilities"] = new JsonArray(new JsonObject { ["capability"] = "x-ignore-shared", ["state"] = true }),
+        }, cancellationToken);
+
+    private async Task WaitForMigrationAsync(string what, CancellationToken cancellationToken)
+    {
+        var delay = 2;
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        while (true)
+        {
+            var info = await Qmp.ExecuteAsync("query-migrate", null, cancellationToken).ConfigureAwait(false);
+            var status = info?["status"]?.GetValue<string>();
+            switch (status)
+            {
+                case "completed":
+                    return;
+                case "failed" or "cancelled":
+                    throw new ForkdException(what == "save" ? "SnapshotSaveFailed" : "RestoreFailed", ForkdErrorKind.Failed,
+                        $"QEMU {what} {status}: {info?["error-desc"]?.GetValue<string>() ?? "no reason given"}", WorkDirectory);
+                default:
+                    break;
+            }
+
+            if (DateTime.UtcNow > until)
+            {
+                throw new ForkdException(what == "save" ? "SnapshotSaveTimeout" : "RestoreTimeout", ForkdErrorKind.Timeout,
+                    $"QEMU {what} did not complete within 120 s (status {status ?? "none"})", WorkDirectory);
+            }
+
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            delay = Math.Min(delay * 2, 50);
+        }
+    }
+
+    private static string ShellQuote(string path) => "'" + path.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    public async Task KillAsync()
+    {
+        await DisposeQmpAsync().ConfigureAwait(false);
+        await Host.ProcessControl.KillAndWaitAsync(ProcessId, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+    }
+
+    public void Detach()
+    {
+        // Closing QMP does not stop the VM; the daemonized QEMU lives on.
+        DisposeQmpAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    private async ValueTask DisposeQmpAsync()
+    {
+        var qmp = Interlocked.Exchange(ref _qmp, null);
+        if (qmp is not null)
+        {
+            await qmp.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    public ValueTask DisposeAsync() => DisposeQmpAsync();
+}

@@ -1,0 +1,134 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace Forkd.Core.Vmm.Qemu;
+
+/// <summary>
+/// The machine a QEMU parent runs and its children repeat exactly (same devices, same kernel, same
+/// memory size), as recorded in <c>snapshot.json</c>'s <c>backend_config</c>.
+/// </summary>
+public sealed record QemuMachineConfig
+{
+    public const string AgentPortName = "forkd.agent";
+
+    public string Machine { get; init; } = "microvm,x-option-roms=off,rtc=off,isa-serial=on";
+
+    public required string KernelPath { get; init; }
+
+    public string? InitramfsPath { get; init; }
+
+    /// <summary>The full kernel command line, backend arguments included.</summary>
+    public required string Append { get; init; }
+
+    public int MemoryMiB { get; init; } = 256;
+
+    public int VcpuCount { get; init; } = 1;
+
+    public Accelerator Accelerator { get; init; } = Accelerator.Tcg;
+
+    public string AgentPort { get; init; } = AgentPortName;
+
+    public string Cpu => Accelerator == Accelerator.Kvm ? "host" : "max";
+
+    public JsonObject ToJson() => new()
+    {
+        ["machine"] = Machine,
+        ["kernel"] = KernelPath,
+        ["initrd"] = InitramfsPath,
+        ["append"] = Append,
+        ["memory_mib"] = MemoryMiB,
+        ["vcpu_count"] = VcpuCount,
+        ["accelerator"] = Accelerator.ToString().ToLowerInvariant(),
+        ["agent_port"] = AgentPort,
+    };
+
+    /// <summary>Reads a recorded config; relative kernel/initrd names resolve against <paramref name="baseDirectory"/> (the snapshot dir).</summary>
+    public static QemuMachineConfig FromJson(JsonObject json, string baseDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        string Need(string key) => json[key]?.GetValue<string>()
+            ?? throw new ForkdException("SnapshotMetadataInvalid", ForkdErrorKind.InvalidData, $"backend_config has no '{key}'", key);
+        string? Resolve(string? p) => p is null ? null : Path.IsPathRooted(p) ? p : Path.Combine(baseDirectory, p);
+
+        return new QemuMachineConfig
+        {
+            Machine = Need("machine"),
+            KernelPath = Resolve(Need("kernel"))!,
+            InitramfsPath = Resolve(json["initrd"]?.GetValue<string>()),
+            Append = Need("append"),
+            MemoryMiB = json["memory_mib"]?.GetValue<int>() ?? 256,
+            VcpuCount = json["vcpu_count"]?.GetValue<int>() ?? 1,
+            Accelerator = string.Equals(json["accelerator"]?.GetValue<string>(), "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg,
+            AgentPort = json["agent_port"]?.GetValue<string>() ?? AgentPortName,
+        };
+    }
+}
+
+/// <summary>Builds QEMU argument lists. Pure, so the exact recipe is unit-tested.</summary>
+public static class QemuCommandLine
+{
+    public const string QmpSocket = "qmp.sock";
+    public const string AgentSocket = "agent.sock";
+    public const string SerialLog = "serial.log";
+    public const string PidFile = "qemu.pid";
+
+    /// <summary>
+    /// Arguments for a parent (<paramref name="incoming"/> false: RAM file mapped shared, so a save leaves guest RAM
+    /// in it) or a child (true: the same file mapped private = copy-on-write, device state loaded later by QMP).
+    /// </summary>
+    public static IReadOnlyList<string> Build(QemuMachineConfig machine, string workDirectory, string memoryFile, bool incoming)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        var mem = machine.MemoryMiB.ToString(CultureInfo.InvariantCulture);
+        var args = new List<string>
+        {
+            "-name", Path.GetFileName(workDirectory),
+            "-M", machine.Machine,
+            "-accel", machine.Accelerator == Accelerator.Kvm ? "kvm" : "tcg",
+            "-cpu", machine.Cpu,
+            "-smp", machine.VcpuCount.ToString(CultureInfo.InvariantCulture),
+            "-m", mem + "M",
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-no-reboot", // with panic=-1 a crashed guest ends its QEMU instead of rebooting in a loop
+            // share=off is MAP_PRIVATE: the child's writes stay its own, the file never changes. (readonly=on hangs the guest.)
+            "-object", $"memory-backend-file,id=mem,size={mem}M,mem-path={memoryFile},share={(incoming ? "off" : "on")}",
+            "-machine", "memory-backend=mem",
+            "-kernel", machine.KernelPath,
+        };
+        if (machine.InitramfsPath is not null)
+        {
+            args.AddRange(["-initrd", machine.InitramfsPath]);
+        }
+
+        args.AddRange(
+        [
+            "-append", machine.Append,
+            "-serial", "file:" + Path.Combine(workDirectory, SerialLog),
+            "-device", "virtio-serial-device",
+            "-chardev", $"socket,id=agent,path={Path.Combine(workDirectory, AgentSocket)},server=on,wait=off",
+            "-device", $"virtserialport,chardev=agent,name={machine.AgentPort}",
+            "-qmp", $"unix:{Path.Combine(workDirectory, QmpSocket)},server=on,wait=off",
+            "-pidfile", Path.Combine(workDirectory, PidFile),
+            // Daemonized QEMU calls setsid and outlives pwsh; it exits the launcher only once its sockets listen.
+            "-daemonize",
+        ]);
+        if (incoming)
+        {
+            args.AddRange(["-incoming", "defer"]);
+        }
+
+        return args;
+    }
+
+    /// <summary>Our kernel arguments first (console, no reboot loop, a TSC that TCG cannot calibrate under load), then the image's.</summary>
+    public static string KernelArguments(long hostTscKiloHertz, string imageArguments)
+    {
+        var ours = "console=ttyS0 panic=-1 quiet";
+        if (hostTscKiloHertz > 0)
+        {
+            ours += string.Create(CultureInfo.InvariantCulture, $" tsc_early_khz={hostTscKiloHertz} tsc=reliable");
+        }
+
+        return string.IsNullOrWhiteSpace(imageArguments) ? ours : ours + " " + imageArguments.Trim();
+    }
+}

@@ -1,0 +1,50 @@
+using System.Management.Automation;
+using Forkd.Core.Engine;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Lists forked children from the registry, in any session; a child whose VMM died shows as Exited.</summary>
+[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag")]
+[OutputType(typeof(ForkdChild))]
+public sealed class GetForkdChildCommand : ForkdCmdlet
+{
+    [Parameter(Position = 0, ParameterSetName = "Tag", ValueFromPipelineByPropertyName = true)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    public string[]? Tag { get; set; }
+
+    [Parameter(Mandatory = true, ParameterSetName = "Id", ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[] Id { get; set; } = [];
+
+    protected override void ProcessRecord()
+    {
+        var registry = new ChildRegistry(Paths);
+        if (ParameterSetName == "Id")
+        {
+            foreach (var id in Id)
+            {
+                var child = registry.Get(id);
+                if (child is null)
+                {
+                    WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
+                }
+                else
+                {
+                    WriteObject(child);
+                }
+            }
+
+            return;
+        }
+
+        var patterns = Tag?.Select(t => new WildcardPattern(t, WildcardOptions.IgnoreCase)).ToList();
+        foreach (var child in registry.List())
+        {
+            if (patterns is null || patterns.Any(p => p.IsMatch(child.Tag)))
+            {
+                WriteObject(child);
+            }
+        }
+    }
+}

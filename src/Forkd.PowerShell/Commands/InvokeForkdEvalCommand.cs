@@ -1,0 +1,21 @@
+using System.Management.Automation;
+using Forkd.Core.Engine;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Evaluates Python code in each child's warm interpreter, in parallel.</summary>
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval")]
+[OutputType(typeof(ForkdEvalResult))]
+public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Code { get; set; } = "";
+
+    [Parameter]
+    [ValidateRange(1, 86400)]
+    public int TimeoutSec { get; set; } = 30;
+
+    protected override Task<ForkdEvalResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>
+        AgentCalls.EvalAsync(registry, child, Code, TimeSpan.FromSeconds(TimeoutSec), cancellationToken);
+}

@@ -1,0 +1,21 @@
+using System.Management.Automation;
+using Forkd.Core.Engine;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Runs a command (argv, no shell) in each child, in parallel.</summary>
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdExec")]
+[OutputType(typeof(ForkdExecResult))]
+public sealed class InvokeForkdExecCommand : AgentCmdletBase<ForkdExecResult>
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string[] Command { get; set; } = [];
+
+    [Parameter]
+    [ValidateRange(1, 86400)]
+    public int TimeoutSec { get; set; } = 30;
+
+    protected override Task<ForkdExecResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>
+        AgentCalls.ExecAsync(registry, child, Command, TimeSpan.FromSeconds(TimeoutSec), cancellationToken);
+}

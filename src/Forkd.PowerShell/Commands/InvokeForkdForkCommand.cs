@@ -1,0 +1,66 @@
+using System.Management.Automation;
+using Forkd.Core;
+using Forkd.Core.Engine;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Starts children of a snapshot: each a detached VMM mapping the snapshot's memory copy-on-write.</summary>
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true)]
+[OutputType(typeof(ForkdChild))]
+public sealed class InvokeForkdForkCommand : ForkdCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string Tag { get; set; } = "";
+
+    [Parameter(Position = 1)]
+    [ValidateRange(1, 1024)]
+    public int Count { get; set; } = 1;
+
+    [Parameter]
+    [ValidateRange(16, 1048576)]
+    public long? MemoryLimitMiB { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        if (!CheckTag(Tag) || !ShouldProcess(Tag, $"Fork {Count} child(ren)"))
+        {
+            return;
+        }
+
+        using var pump = new PipelinePump();
+        var activity = $"Invoke-ForkdFork {Tag}";
+        var forker = EngineHooks.Forker(Paths);
+        var progress = new Progress<ForkProgress>(p => pump.Post(() => WriteProgress(new ProgressRecord(2, activity, $"{p.Ready} of {p.Count} ready, {p.Failed} failed")
+        {
+            PercentComplete = (int)(100.0 * (p.Ready + p.Failed) / p.Count),
+        })));
+        try
+        {
+            var request = new ForkRequest { Tag = Tag, Count = Count, MemoryLimitMiB = MemoryLimitMiB };
+            var outcomes = pump.Run(Task.Run(() => forker.ForkAsync(request, progress, StopToken), StopToken));
+            WriteProgress(new ProgressRecord(2, activity, "done") { RecordType = ProgressRecordType.Completed });
+            foreach (var outcome in outcomes.OrderBy(o => o.Index))
+            {
+                if (outcome.Child is { } child)
+                {
+                    WriteVerbose($"child {child.Index} {child.Id}: pid {child.ProcessId}, {child.Accelerator.ToUpperInvariant()}, " +
+                                 $"restored in {child.RestoreTime:0} ms, agent ready at {child.ReadyTime:0} ms");
+                    WriteObject(child);
+                }
+                else if (outcome.Error is { } error)
+                {
+                    WriteForkdError(error, $"{Tag}#{outcome.Index}");
+                }
+            }
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex, Tag);
+        }
+        catch (OperationCanceledException)
+        {
+            // Ctrl+C: the forker already stopped every child it had started.
+        }
+    }
+}

@@ -1,0 +1,111 @@
+using System.Management.Automation;
+using Forkd.Core;
+using Forkd.Core.Engine;
+using Forkd.Core.Store;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Boots a parent VM, warms it up, pauses and saves it as a snapshot children fork from.</summary>
+[Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet)]
+[OutputType(typeof(SnapshotInfo))]
+public sealed class NewForkdSnapshotCommand : ForkdCmdlet
+{
+    private const string RecipeSet = "Recipe";
+    private const string KernelSet = "Kernel";
+
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    public string Tag { get; set; } = "";
+
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = RecipeSet)]
+    [ValidateNotNullOrEmpty]
+    public string Recipe { get; set; } = "";
+
+    [Parameter(Mandatory = true, ParameterSetName = KernelSet)]
+    [ValidateNotNullOrEmpty]
+    public string KernelPath { get; set; } = "";
+
+    [Parameter(ParameterSetName = KernelSet)]
+    [ValidateNotNullOrEmpty]
+    public string? InitramfsPath { get; set; }
+
+    [Parameter(ParameterSetName = KernelSet)]
+    public string KernelCommandLine { get; set; } = "";
+
+    [Parameter]
+    [ValidateRange(64, 65536)]
+    public int MemoryMiB { get; set; } = 256;
+
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int VcpuCount { get; set; } = 1;
+
+    [Parameter]
+    public string? WarmupCode { get; set; }
+
+    [Parameter]
+    public AcceleratorPreference Accelerator { get; set; } = AcceleratorPreference.Auto;
+
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void EndProcessing()
+    {
+        CheckTag(Tag, terminating: true);
+        if (!ShouldProcess(Tag, Force ? "Create snapshot (replacing any existing one)" : "Create snapshot"))
+        {
+            return;
+        }
+
+        using var pump = new PipelinePump();
+        var activity = $"New-ForkdSnapshot {Tag}";
+        try
+        {
+            var request = ResolveImage(pump);
+            var builder = EngineHooks.SnapshotBuilder(Paths);
+            var progress = new Progress<SnapshotProgress>(p => pump.Post(() =>
+                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent })));
+            var result = pump.Run(Task.Run(() => builder.CreateAsync(request, progress, line => pump.Post(() => WriteVerbose(line)), StopToken),
+                StopToken));
+            WriteProgress(new ProgressRecord(1, activity, "done") { RecordType = ProgressRecordType.Completed });
+            WriteVerbose($"snapshot '{Tag}': accelerator {result.Accelerator.Accelerator.ToString().ToUpperInvariant()}, boot to agent " +
+                         $"{result.BootTime.TotalSeconds:0.00} s, warm-up {result.WarmupTime.TotalSeconds:0.00} s, save {result.SaveTime.TotalMilliseconds:0} ms");
+            WriteObject(result.Snapshot);
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex, Tag);
+        }
+        catch (OperationCanceledException)
+        {
+            // Ctrl+C: the builder already killed the parent and removed its staging and work dirs.
+        }
+    }
+
+    private SnapshotRequest ResolveImage(PipelinePump pump)
+    {
+        var common = new SnapshotRequest
+        {
+            Tag = Tag,
+            Recipe = ParameterSetName == KernelSet ? "custom" : Recipe,
+            KernelPath = "",
+            MemoryMiB = MemoryMiB,
+            VcpuCount = VcpuCount,
+            WarmupCode = WarmupCode,
+            Accelerator = Accelerator,
+            Force = Force,
+            CreatedBy = $"Forkd {MyInvocation.MyCommand.Module?.Version?.ToString() ?? "0.0.0"}",
+        };
+        if (ParameterSetName == KernelSet)
+        {
+            return common with
+            {
+                KernelPath = GetUnresolvedProviderPathFromPSPath(KernelPath),
+                InitramfsPath = InitramfsPath is null ? null : GetUnresolvedProviderPathFromPSPath(InitramfsPath),
+                KernelCommandLine = KernelCommandLine,
+            };
+        }
+
+        return RecipeImages.Resolve(common, Recipe, Paths, pump, this, StopToken);
+    }
+}

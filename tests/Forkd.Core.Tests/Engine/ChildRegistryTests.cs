@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using Forkd.Core;
+using Forkd.Core.Engine;
+using Forkd.Core.Host;
+using Forkd.Core.Store;
+using Forkd.Core.Vmm;
+using Xunit;
+
+namespace Forkd.Core.Tests.Engine;
+
+public sealed class ChildRegistryTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("forkd-regtest-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, true);
+
+    private ForkdPaths Paths => new(Path.Combine(_root, "data"), Path.Combine(_root, "tmp"));
+
+    private string ProcRoot => Path.Combine(_root, "proc");
+
+    /// <summary>A fake /proc entry: stat with the given state letter and an argv.</summary>
+    private void FakeProcess(int pid, char state, params string[] argv)
+    {
+        var dir = Path.Combine(ProcRoot, pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "stat"), $"{pid} (qemu-system-x86) {state} 1 2 3");
+        File.WriteAllText(Path.Combine(dir, "cmdline"), string.Join('\0', argv) + "\0");
+    }
+
+    private static ForkdChild Child(string tag, int pid, string workDir, int index = 1) => new()
+    {
+        Id = ChildRegistry.NewId(tag),
+        Tag = tag,
+        Index = index,
+        ProcessId = pid,
+        Agent = new AgentEndpoint("unix", Path.Combine(workDir, "agent.sock")),
+        WorkDirectory = workDir,
+        StartedAt = DateTimeOffset.UtcNow,
+    };
+
+    [Fact]
+    public void Ids_are_tag_plus_eight_hex_digits_and_unique()
+    {
+        var a = ChildRegistry.NewId("py");
+        var b = ChildRegistry.NewId("py");
+        Assert.Matches("^py-[0-9a-f]{8}$", a);
+        Assert.NotEqual(a, b);
+    }
+
+    [Fact]
+    public void A_saved_child_reads_back_with_every_field_and_is_running_while_its_vmm_lives()
+    {
+        var registry = new ChildRegistry(Paths, ProcRoot);
+        var child = Child("py", 4242, "/tmp/forkd-child-py-1-aaaa") with { RestoreTime = 12.5, CgroupPath = "/sys/fs/cgroup/x" };
+        FakeProcess(4242, 'S', "qemu-system-x86_64", "-name", "forkd-child-py-1-aaaa", "-qmp", "unix:/tmp/forkd-child-py-1-aaaa/qmp.sock");
+        registry.Save(child);
+
+        var back = registry.Get(child.Id);
+        Assert.NotNull(back);
+        Assert.Equal(ChildState.Running, back.State);
+        Assert.Equal(child with { State = ChildState.Running }, back);
+        Assert.Equal(["py"], registry.RunningChildrenOf("py").Select(id => id[..2]));
+        Assert.Empty(registry.RunningChildrenOf("other"));
+        Assert.Empty(Directory.GetFiles(registry.Directory, "*.tmp"));
+    }
+
+    [Fact]
+    public void A_reused_pid_running_something_else_reads_as_exited()
+    {
+        var registry = new ChildRegistry(Paths, ProcRoot);
+        var child = Child("py", 4343, "/tmp/forkd-child-py-1-bbbb");
+        FakeProcess(4343, 'S', "/usr/bin/bash", "-l"); // same pid, different program
+        registry.Save(child);
+        Assert.Equal(ChildState.Exited, registry.Get(child.Id)!.State);
+        Assert.Empty(registry.RunningChildrenOf("py"));
+    }
+
+    [Fact]
+    public void A_zombie_or_vanished_vmm_reads_as_exited()
+    {
+        var registry = new ChildRegistry(Paths, ProcRoot);
+        var zombie = Child("py", 4444, "/tmp/forkd-child-py-1-cccc");
+        FakeProcess(4444, 'Z', "qemu-system-x86_64", "/tmp/forkd-child-py-1-cccc");
+        var gone = Child("py", 4545, "/tmp/forkd-child-py-1-dddd", 2);
+        registry.Save(zombie);
+        registry.Save(gone);
+        Assert.All(registry.List(), c => Assert.Equal(ChildState.Exited, c.State));
+        Assert.Equal(2, registry.List().Count);
+    }
+
+    [Fact]
+    public void Liveness_against_the_real_process_table()
+    {
+        var registry = new ChildRegistry(Paths);
+        var marker = Path.Combine(_root, "marker-dir");
+        using var sleeper = Process.Start("sleep", ["30", marker])!; // sleep ignores the extra operand only after 30 s
+        try
+        {
+            Assert.True(registry.IsOurProcess(sleeper.Id, marker));
+            Assert.False(registry.IsOurProcess(sleeper.Id, Path.Combine(_root, "another-dir")));
+        }
+        finally
+        {
+            sleeper.Kill();
+            sleeper.WaitForExit();
+        }
+
+        Assert.False(ProcessControl.IsAlive(sleeper.Id));
+        Assert.False(registry.IsOurProcess(sleeper.Id, marker));
+    }
+
+    [Fact]
+    public void Ids_that_are_not_single_file_names_are_rejected()
+    {
+        var registry = new ChildRegistry(Paths, ProcRoot);
+        Assert.Null(registry.Get("../../etc/passwd"));
+        Assert.Throws<ForkdException>(() => registry.Delete("../x"));
+    }
+
+    [Fact]
+    public async Task Stopping_an_exited_child_removes_its_work_dir_and_record_without_signalling_the_reused_pid()
+    {
+        var registry = new ChildRegistry(Paths, ProcRoot);
+        var workDir = Directory.CreateDirectory(Path.Combine(_root, "tmp", "forkd-child-py-1-eeee")).FullName;
+        File.WriteAllText(Path.Combine(workDir, "serial.log"), "x");
+        // The pid belongs to this very test process: if the stopper signalled it, the test run would die.
+        var child = Child("py", Environment.ProcessId, workDir);
+        registry.Save(child);
+        await ChildStopper.StopAsync(registry, child);
+        Assert.False(Directory.Exists(workDir));
+        Assert.Null(registry.Get(child.Id));
+    }
+}
