@@ -18,6 +18,12 @@ public sealed record ForkRequest
     public int OomScoreAdj { get; init; } = 800;
 
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Fork even when several children would write one read-write volume (warned, not refused).</summary>
+    public bool AllowSharedWritableVolumes { get; init; }
+
+    /// <summary>Receives warnings (a forced shared writable volume).</summary>
+    public Action<string>? OnWarning { get; init; }
 }
 
 public sealed record ForkProgress(int Ready, int Failed, int Count);
@@ -69,6 +75,15 @@ public sealed class Forker
                 $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
         }
 
+        var sharedWrite = Volumes.CheckSharedWritable(tag, metadata.Volumes, request.Count, _registry.RunningChildrenOf(tag).Count,
+            request.AllowSharedWritableVolumes);
+        IReadOnlyList<DriveSpec> driveOverrides = [];
+        if (sharedWrite is not null)
+        {
+            request.OnWarning?.Invoke(sharedWrite);
+            driveOverrides = [.. Volumes.Drives(metadata.Volumes).Where(d => !d.ReadOnly).Select(d => d with { AllowSharedWrite = true })];
+        }
+
         var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
         var files = new VmSnapshotFiles(metadata.ResolveVmState(snapshot.Path), metadata.ResolveMemory(snapshot.Path));
         var started = new List<ForkdChild>();
@@ -78,7 +93,7 @@ public sealed class Forker
         {
             try
             {
-                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, index, c =>
+                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index, c =>
                 {
                     lock (started)
                     {
@@ -116,7 +131,8 @@ public sealed class Forker
     }
 
     private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
-        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, int index, Action<ForkdChild> onRegistered,
+        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, IReadOnlyList<DriveSpec> driveOverrides, int index,
+        Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
     {
         var id = ChildRegistry.NewId(request.Tag);
@@ -133,6 +149,7 @@ public sealed class Forker
                 Snapshot = files,
                 BackendConfig = backendConfig,
                 Accelerator = accelerator,
+                DriveOverrides = driveOverrides,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch

@@ -16,6 +16,12 @@ public sealed record SnapshotRequest
 
     public string? InitramfsPath { get; init; }
 
+    /// <summary>A root disk image (big guests): attached read-only as vda to the parent and every child, never written.</summary>
+    public string? RootDiskPath { get; init; }
+
+    /// <summary>Volumes attached to the parent and every child (forkd's <c>--volume</c>).</summary>
+    public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
+
     public string KernelCommandLine { get; init; } = "";
 
     public int MemoryMiB { get; init; } = 256;
@@ -50,6 +56,8 @@ public sealed class SnapshotBuilder
 {
     public const string KernelFile = "vmlinux";
     public const string InitramfsFile = "initramfs.img";
+    public const string RootDiskFile = "rootdisk.img";
+    public const string RootDriveId = "root";
 
     private readonly ForkdPaths _paths;
     private readonly IVmmBackend _backend;
@@ -76,6 +84,12 @@ public sealed class SnapshotBuilder
             RequireFile(request.InitramfsPath, "InitramfsNotFound", "initramfs");
         }
 
+        if (request.RootDiskPath is not null)
+        {
+            RequireFile(request.RootDiskPath, "RootDiskNotFound", "root disk");
+        }
+
+        var volumes = Volumes.Validate(request.Volumes);
         using var tagLock = TagLock.Acquire(_paths, tag, "New-ForkdSnapshot");
         var finalDir = _paths.SnapshotDirectory(tag);
         if (Directory.Exists(finalDir))
@@ -102,16 +116,38 @@ public sealed class SnapshotBuilder
                 File.Copy(request.InitramfsPath, Path.Combine(staging, InitramfsFile));
             }
 
+            var drives = new List<DriveSpec>();
+            var commandLine = request.KernelCommandLine;
+            if (request.RootDiskPath is not null)
+            {
+                // Linked, not copied, when the cache and the store share a file system: the image is never written.
+                progress?.Report(new("linking root disk", 3));
+                NativeFile.LinkOrCopy(request.RootDiskPath, Path.Combine(staging, RootDiskFile));
+                drives.Add(new DriveSpec(RootDriveId, Path.Combine(staging, RootDiskFile), ReadOnly: true, IsRoot: true));
+            }
+
+            drives.AddRange(Volumes.Drives(volumes));
+            var mounts = Volumes.MountsArgument(volumes, request.RootDiskPath is not null);
+            if (mounts.Length > 0)
+            {
+                commandLine = (commandLine + " " + mounts).Trim();
+                foreach (var v in volumes)
+                {
+                    log?.Invoke($"volume: {v.HostPath} → {v.GuestPath} ({(v.ReadOnly ? "ro" : "rw")})");
+                }
+            }
+
             var spec = new VmBootSpec
             {
                 Name = tag,
                 WorkDirectory = workDir,
                 KernelPath = Path.Combine(staging, KernelFile),
                 InitramfsPath = request.InitramfsPath is null ? null : Path.Combine(staging, InitramfsFile),
-                KernelCommandLine = request.KernelCommandLine,
+                KernelCommandLine = commandLine,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,
                 MemoryFilePath = Path.Combine(staging, SnapshotFiles.Memory),
+                Drives = drives,
             };
 
             progress?.Report(new("choosing accelerator", 5));
@@ -155,6 +191,8 @@ public sealed class SnapshotBuilder
             // Children resolve these names against the snapshot dir, wherever it ends up.
             backendConfig["kernel"] = KernelFile;
             backendConfig["initrd"] = request.InitramfsPath is null ? null : InitramfsFile;
+            backendConfig["drives"] = Vmm.Qemu.QemuDrives.ToJson(
+                [.. drives.Select(d => d.IsRoot ? d with { HostPath = RootDiskFile } : d)]);
             new SnapshotMetadata
             {
                 CreatedAt = DateTimeOffset.UtcNow,
@@ -164,6 +202,7 @@ public sealed class SnapshotBuilder
                 Recipe = request.Recipe,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,
+                Volumes = volumes,
                 BackendConfig = backendConfig,
             }.Save(staging);
 

@@ -21,6 +21,10 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [ValidateRange(16, 1048576)]
     public long? MemoryLimitMiB { get; set; }
 
+    /// <summary>Fork even when several children would write one read-write volume.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     protected override void ProcessRecord()
     {
         if (!CheckTag(Tag) || !ShouldProcess(Tag, $"Fork {Count} child(ren)"))
@@ -37,7 +41,14 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         })));
         try
         {
-            var request = new ForkRequest { Tag = Tag, Count = Count, MemoryLimitMiB = MemoryLimitMiB };
+            var request = new ForkRequest
+            {
+                Tag = Tag,
+                Count = Count,
+                MemoryLimitMiB = MemoryLimitMiB,
+                AllowSharedWritableVolumes = Force,
+                OnWarning = w => pump.Post(() => WriteWarning(w)),
+            };
             var outcomes = pump.Run(Task.Run(() => forker.ForkAsync(request, progress, StopToken), StopToken));
             WriteProgress(new ProgressRecord(2, activity, "done") { RecordType = ProgressRecordType.Completed });
             foreach (var outcome in outcomes.OrderBy(o => o.Index))

@@ -49,6 +49,10 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Volumes as <c>HOST:GUEST[:ro]</c> (forkd's <c>--volume</c>), attached to the parent and every child.</summary>
+    [Parameter]
+    public string[] Volume { get; set; } = [];
+
     protected override void EndProcessing()
     {
         CheckTag(Tag, terminating: true);
@@ -82,6 +86,12 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         }
     }
 
+    private VolumeSpec ParseVolume(string spec)
+    {
+        var volume = Volumes.Parse(spec);
+        return volume with { HostPath = GetUnresolvedProviderPathFromPSPath(volume.HostPath) };
+    }
+
     private SnapshotRequest ResolveImage(PipelinePump pump)
     {
         var common = new SnapshotRequest
@@ -94,6 +104,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
             WarmupCode = WarmupCode,
             Accelerator = Accelerator,
             Force = Force,
+            Volumes = [.. Volume.Select(ParseVolume)],
             CreatedBy = $"Forkd {MyInvocation.MyCommand.Module?.Version?.ToString() ?? "0.0.0"}",
         };
         if (ParameterSetName == KernelSet)

@@ -36,6 +36,7 @@ public sealed class QemuBackend : IVmmBackend
             MemoryMiB = spec.MemoryMiB,
             VcpuCount = spec.VcpuCount,
             Accelerator = spec.Accelerator,
+            Drives = spec.Drives,
         };
         var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.MemoryFilePath, incoming: false);
         var pid = await LaunchAsync(args, spec.WorkDirectory, cancellationToken).ConfigureAwait(false);
@@ -57,6 +58,7 @@ public sealed class QemuBackend : IVmmBackend
         ArgumentNullException.ThrowIfNull(spec);
         var snapshotDir = Path.GetDirectoryName(spec.Snapshot.MemoryPath) ?? ".";
         var machine = QemuMachineConfig.FromJson(spec.BackendConfig, snapshotDir) with { Accelerator = spec.Accelerator };
+        machine = machine with { Drives = QemuDrives.Override(machine.Drives, spec.DriveOverrides) };
         var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.Snapshot.MemoryPath, incoming: true);
         var pid = await LaunchAsync(args, spec.WorkDirectory, cancellationToken).ConfigureAwait(false);
         var vm = new QemuVm(pid, spec.WorkDirectory, spec.BackendConfig);

@@ -28,6 +28,9 @@ public sealed record QemuMachineConfig
 
     public string AgentPort { get; init; } = AgentPortName;
 
+    /// <summary>Block devices in guest order (vda, vdb, …): a shared read-only root disk first, then volumes.</summary>
+    public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
+
     public string Cpu => Accelerator == Accelerator.Kvm ? "host" : "max";
 
     public JsonObject ToJson() => new()
@@ -40,6 +43,7 @@ public sealed record QemuMachineConfig
         ["vcpu_count"] = VcpuCount,
         ["accelerator"] = Accelerator.ToString().ToLowerInvariant(),
         ["agent_port"] = AgentPort,
+        ["drives"] = QemuDrives.ToJson(Drives),
     };
 
     /// <summary>Reads a recorded config; relative kernel/initrd names resolve against <paramref name="baseDirectory"/> (the snapshot dir).</summary>
@@ -60,6 +64,7 @@ public sealed record QemuMachineConfig
             VcpuCount = json["vcpu_count"]?.GetValue<int>() ?? 1,
             Accelerator = string.Equals(json["accelerator"]?.GetValue<string>(), "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg,
             AgentPort = json["agent_port"]?.GetValue<string>() ?? AgentPortName,
+            Drives = QemuDrives.FromJson(json["drives"] as JsonArray, baseDirectory),
         };
     }
 }
@@ -100,9 +105,10 @@ public static class QemuCommandLine
             args.AddRange(["-initrd", machine.InitramfsPath]);
         }
 
+        args.AddRange(["-append", machine.Append]);
+        args.AddRange(QemuDrives.Arguments(machine.Drives));
         args.AddRange(
         [
-            "-append", machine.Append,
             "-serial", "file:" + Path.Combine(workDirectory, SerialLog),
             "-device", "virtio-serial-device",
             "-chardev", $"socket,id=agent,path={Path.Combine(workDirectory, AgentSocket)},server=on,wait=off",
