@@ -53,7 +53,9 @@ public sealed class AgentClient : IAsyncDisposable
     public async Task<AgentEvalResult> EvalAsync(string code, CancellationToken cancellationToken)
     {
         var r = await CallAsync(new JsonObject { ["action"] = "eval", ["code"] = code }, cancellationToken).ConfigureAwait(false);
-        return new(r["result"]?.ToString(), r["result_json"]?.ToString(), r["error"]?.ToString(), r["traceback"]?.ToString());
+        // Python errors carry a traceback, JavaScript ones (warm-up bridge) a stack.
+        return new(r["result"]?.ToString(), r["result_json"]?.ToString(), r["error"]?.ToString(),
+            r["traceback"]?.ToString() ?? (r["stack"]?.ToString() is { Length: > 0 } stack ? stack : null));
     }
 
     public async Task<AgentExecResult> ExecAsync(IReadOnlyList<string> argv, TimeSpan? timeout, CancellationToken cancellationToken)
