@@ -10,8 +10,10 @@
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
+        'Build-ForkdImage'
         'Get-ForkdChild'
         'Get-ForkdDataDirectory'
+        'Get-ForkdImage'
         'Get-ForkdSnapshot'
         'Invoke-ForkdEval'
         'Invoke-ForkdExec'

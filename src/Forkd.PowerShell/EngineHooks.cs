@@ -15,7 +15,7 @@ internal static class EngineHooks
         return registry.RunningChildrenOf;
     }
 
-    public static QemuBackend QemuBackend() => new() { TscKiloHertz = HostTscKiloHertz() };
+    public static QemuBackend QemuBackend() => new() { TscKiloHertz = HostTsc.KiloHertz() ?? 0 };
 
     public static Forker Forker(ForkdPaths paths) => new(paths, QemuBackend(), new ChildRegistry(paths), new Cgroups());
 
@@ -24,23 +24,5 @@ internal static class EngineHooks
         var backend = QemuBackend();
         var chooser = new AcceleratorChooser(paths, backend);
         return new SnapshotBuilder(paths, backend, new ChildRegistry(paths), chooser.ChooseAsync);
-    }
-
-    // TODO(merge guest): replace with HostTsc.KiloHertz().
-    private static long HostTscKiloHertz()
-    {
-        foreach (var line in File.ReadLines("/proc/cpuinfo"))
-        {
-            if (line.StartsWith("cpu MHz", StringComparison.Ordinal))
-            {
-                var value = line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
-                if (double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var mhz))
-                {
-                    return (long)(mhz * 1000);
-                }
-            }
-        }
-
-        return 0;
     }
 }

@@ -1,17 +1,31 @@
-using Forkd.Core;
+using System.Management.Automation;
 using Forkd.Core.Engine;
+using Forkd.Core.Guest;
 using Forkd.Core.Store;
 
 namespace Forkd.PowerShell;
 
-/// <summary>Turns a recipe name into the guest image a snapshot boots (built once, then cached).</summary>
+/// <summary>Turns a recipe name into the guest image a snapshot boots (built once, then served from the image cache).</summary>
 internal static class RecipeImages
 {
-    // TODO(merge guest): build or reuse the image with GuestImageBuilder.
-    public static SnapshotRequest Resolve(SnapshotRequest request, string recipe, ForkdPaths paths, PipelinePump pump, ForkdCmdlet cmdlet,
-        CancellationToken cancellationToken)
+    public static SnapshotRequest Resolve(SnapshotRequest request, string recipe, bool memoryGiven, ForkdPaths paths, PipelinePump pump,
+        Cmdlet cmdlet, CancellationToken cancellationToken)
     {
-        _ = (paths, pump, cmdlet, cancellationToken, request);
-        throw new ForkdException("RecipeNotFound", ForkdErrorKind.NotFound, $"recipe '{recipe}' is not available", recipe);
+        var builder = new GuestImageBuilder(paths);
+        var progress = new Progress<GuestBuildProgress>(p => pump.Post(() =>
+            cmdlet.WriteProgress(new ProgressRecord(3, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) })));
+        var image = pump.Run(Task.Run(() => builder.BuildAsync(recipe, false, progress, cancellationToken), cancellationToken));
+        cmdlet.WriteVerbose($"guest image {image.Recipe} ({image.ContentHash[..12]}): kernel {image.KernelVersion}, Python {image.PythonVersion}");
+
+        // The recipe's own warm-up (its imports) runs first, then the caller's code.
+        var warmup = string.Join("\n", new[] { image.WarmupCode, request.WarmupCode }.Where(c => !string.IsNullOrWhiteSpace(c)));
+        return request with
+        {
+            KernelPath = image.KernelPath,
+            InitramfsPath = image.InitramfsPath,
+            KernelCommandLine = image.KernelCommandLine,
+            MemoryMiB = memoryGiven ? request.MemoryMiB : image.MemoryMiB,
+            WarmupCode = warmup.Length == 0 ? null : warmup,
+        };
     }
 }

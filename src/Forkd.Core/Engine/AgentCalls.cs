@@ -65,12 +65,12 @@ public static class AgentCalls
         CallAsync(registry, child, timeout, async (agent, ct) =>
         {
             var clock = Stopwatch.StartNew();
-            var r = await agent.EvalAsync(code, ct).ConfigureAwait(false);
+            var r = await agent.EvalAsync(code, timeout, ct).ConfigureAwait(false);
             return new ForkdEvalResult
             {
                 ChildId = child.Id,
-                Value = r.Error is not null ? null : r.ResultJson is not null ? GuestValue.Decode(r.ResultJson) : r.Repr,
-                Repr = r.Repr,
+                Value = r.Error is not null ? null : r.ResultJson is not null ? GuestValue.Decode(r.ResultJson) : r.Result,
+                Repr = r.Result,
                 Error = r.Error,
                 Traceback = r.Traceback,
                 DurationMs = clock.Elapsed.TotalMilliseconds,
@@ -98,7 +98,7 @@ public static class AgentCalls
         CallAsync(registry, child, timeout, async (agent, ct) =>
         {
             var clock = Stopwatch.StartNew();
-            await agent.PingAsync(ct).ConfigureAwait(false);
+            await agent.PingAsync(timeout, ct).ConfigureAwait(false);
             return new ForkdAgentStatus { ChildId = child.Id, Responding = true, RoundTripMs = clock.Elapsed.TotalMilliseconds };
         }, cancellationToken);
 

@@ -45,7 +45,7 @@ public static class AgentWait
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 attempt.CancelAfter(attemptTimeout);
                 client = await ConnectAsync(endpoint, attemptTimeout, attempt.Token).ConfigureAwait(false);
-                await client.PingAsync(attempt.Token).ConfigureAwait(false);
+                await client.PingAsync(attemptTimeout, attempt.Token).ConfigureAwait(false);
                 return client;
             }
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested &&

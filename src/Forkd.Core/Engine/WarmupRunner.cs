@@ -5,9 +5,12 @@ namespace Forkd.Core.Engine;
 /// <summary>Runs the warm-up code in the parent's agent interpreter; a guest exception fails the snapshot with its traceback.</summary>
 internal static class WarmupRunner
 {
+    /// <summary>Warm-ups import big libraries; under TCG that can take minutes.</summary>
+    public static TimeSpan Timeout { get; } = TimeSpan.FromMinutes(10);
+
     public static async Task RunAsync(AgentClient agent, string code, CancellationToken cancellationToken)
     {
-        var result = await agent.EvalAsync(code, cancellationToken).ConfigureAwait(false);
+        var result = await agent.EvalAsync(code, Timeout, cancellationToken).ConfigureAwait(false);
         if (result.Error is not null)
         {
             throw new ForkdException("WarmupFailed", ForkdErrorKind.Failed,

@@ -117,6 +117,6 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
             };
         }
 
-        return RecipeImages.Resolve(common, Recipe, Paths, pump, this, StopToken);
+        return RecipeImages.Resolve(common, Recipe, MyInvocation.BoundParameters.ContainsKey(nameof(MemoryMiB)), Paths, pump, this, StopToken);
     }
 }

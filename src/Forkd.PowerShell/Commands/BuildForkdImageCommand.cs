@@ -1,0 +1,78 @@
+using System.Management.Automation;
+using Forkd.Core;
+using Forkd.Core.Guest;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Builds (or finds in the cache) the guest image of a recipe: an ELF kernel plus an initramfs with Python and the agent.</summary>
+// "Build" is an approved verb (Lifecycle) since PowerShell 6; PowerShellStandard 5.1 has no constant for it.
+[Cmdlet("Build", "ForkdImage")]
+[OutputType(typeof(GuestImage))]
+public sealed class BuildForkdImageCommand : ForkdCmdlet
+{
+    /// <summary>Recipe names (folders under recipes/).</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(RecipeCompleter))]
+    public string[] Recipe { get; set; } = [];
+
+    /// <summary>Rebuild even when the cache holds an image with the same content hash.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        GuestImageBuilder builder;
+        try
+        {
+            builder = new GuestImageBuilder(Paths);
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex);
+            return;
+        }
+
+        foreach (var name in Recipe)
+        {
+            try
+            {
+                var image = ProgressPump.Run<GuestBuildProgress, GuestImage>(this,
+                    progress => builder.BuildAsync(name, Force, progress, StopToken),
+                    p => new ProgressRecord(1, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) });
+                WriteObject(image);
+            }
+            catch (OperationCanceledException) when (StopToken.IsCancellationRequested)
+            {
+                throw new PipelineStoppedException();
+            }
+            catch (ForkdException ex)
+            {
+                WriteForkdError(ex, name);
+            }
+        }
+    }
+}
+
+/// <summary>Completes recipe names from the recipes/ folder shipped with the module.</summary>
+public sealed class RecipeCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        System.Management.Automation.Language.CommandAst commandAst, System.Collections.IDictionary fakeBoundParameters)
+    {
+        IReadOnlyList<string> names;
+        try
+        {
+            names = GuestRecipe.ListNames(GuestSources.Locate().RecipesDirectory);
+        }
+        catch (ForkdException)
+        {
+            yield break;
+        }
+
+        foreach (var name in names.Where(n => n.StartsWith(wordToComplete ?? "", StringComparison.OrdinalIgnoreCase)))
+        {
+            yield return new CompletionResult(name);
+        }
+    }
+}

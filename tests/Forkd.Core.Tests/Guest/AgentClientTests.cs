@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Forkd.Core.Guest;
+using Xunit;
+
+namespace Forkd.Core.Tests.Guest;
+
+/// <summary>
+/// AgentClient against peers that break the protocol. The real agent never sends these, so a
+/// scripted TCP peer plays the broken guest; the happy paths run against the real agent elsewhere.
+/// </summary>
+public sealed class AgentClientTests
+{
+    private static async Task<(TcpListener Listener, Task<TcpClient> Accepted)> ListenAsync()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        await Task.Yield();
+        return (listener, listener.AcceptTcpClientAsync());
+    }
+
+    private static async Task<string> ReadRequestIdAsync(StreamReader reader) =>
+        System.Text.Json.Nodes.JsonNode.Parse((await reader.ReadLineAsync())!)!["id"]!.GetValue<string>();
+
+    [Fact]
+    public async Task A_reply_that_is_not_JSON_is_an_AgentProtocolError()
+    {
+        var (listener, accepted) = await ListenAsync();
+        using var _ = listener.Server;
+        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        using var peer = await accepted;
+        var ping = client.PingAsync(TimeSpan.FromSeconds(10));
+        using var reader = new StreamReader(peer.GetStream());
+        await reader.ReadLineAsync();
+        await peer.GetStream().WriteAsync(Encoding.UTF8.GetBytes("garbage{\n"));
+
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => ping);
+
+        Assert.Equal("AgentProtocolError", ex.ErrorId);
+        Assert.Contains("garbage{", ex.Message);
+    }
+
+    [Fact]
+    public async Task A_silent_agent_is_an_AgentTimeout()
+    {
+        var (listener, accepted) = await ListenAsync();
+        using var _ = listener.Server;
+        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        using var peer = await accepted;
+        var clock = Stopwatch.StartNew();
+
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => client.PingAsync(TimeSpan.FromMilliseconds(300)));
+
+        Assert.Equal("AgentTimeout", ex.ErrorId);
+        Assert.Equal(ForkdErrorKind.Timeout, ex.Kind);
+    }
+
+    [Fact]
+    public async Task A_closed_connection_fails_waiting_requests_with_AgentUnreachable()
+    {
+        var (listener, accepted) = await ListenAsync();
+        using var _ = listener.Server;
+        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        var peer = await accepted;
+        var ping = client.PingAsync(TimeSpan.FromSeconds(10));
+        peer.Close();
+
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => ping);
+
+        Assert.Equal("AgentUnreachable", ex.ErrorId);
+    }
+
+    [Fact]
+    public async Task A_stale_reply_is_dropped_and_the_matching_one_is_returned()
+    {
+        var (listener, accepted) = await ListenAsync();
+        using var _ = listener.Server;
+        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        using var peer = await accepted;
+        var eval = client.EvalAsync("x", TimeSpan.FromSeconds(10));
+        using var reader = new StreamReader(peer.GetStream());
+        var id = await ReadRequestIdAsync(reader);
+        var replies = "{\"id\": \"parent-7\", \"result\": \"stale\", \"exit_code\": 0}\n" +
+            $"{{\"id\": \"{id}\", \"result\": \"fresh\", \"exit_code\": 0}}\n";
+        await peer.GetStream().WriteAsync(Encoding.UTF8.GetBytes(replies));
+
+        var result = await eval;
+
+        Assert.Equal("fresh", result.Result);
+        Assert.Equal(1, client.StaleReplies);
+    }
+
+    [Fact]
+    public async Task Connecting_to_a_socket_path_that_never_appears_is_AgentUnreachable()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "forkd-test-no-such-" + Guid.NewGuid().ToString("N") + ".sock");
+
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => AgentClient.ConnectUnixAsync(path, TimeSpan.FromMilliseconds(300), default));
+
+        Assert.Equal("AgentUnreachable", ex.ErrorId);
+    }
+
+    [Fact]
+    public async Task The_real_agent_over_stdio_answers_with_the_same_protocol()
+    {
+        using var process = Process.Start(AgentProcess.StartInfo("--stdio", "--recipe-env", "/dev/null"))!;
+        try
+        {
+            await using var client = new AgentClient(process.StandardOutput.BaseStream, process.StandardInput.BaseStream, "stdio");
+
+            var ping = await client.PingAsync(TimeSpan.FromSeconds(20));
+            var eval = await client.EvalAsync("sum(range(10))");
+
+            Assert.Equal(process.Id, ping.Pid);
+            Assert.Equal("45", eval.Result);
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public async Task The_real_agent_over_a_unix_socket_is_reached_once_the_socket_appears()
+    {
+        // socat-free: python3 bridges a Unix socket to the agent's stdio, created after a delay.
+        var path = Path.Combine(Path.GetTempPath(), "forkd-test-agent-" + Guid.NewGuid().ToString("N")[..8] + ".sock");
+        var script = $$"""
+            import socket, subprocess, time, sys
+            time.sleep(0.5)
+            s = socket.socket(socket.AF_UNIX); s.bind("{{path}}"); s.listen(1)
+            c, _ = s.accept()
+            subprocess.run([sys.executable, "{{AgentProcess.Sources.AgentPath}}", "--stdio", "--recipe-env", "/dev/null"], stdin=c.fileno(), stdout=c.fileno())
+            """;
+        var info = new ProcessStartInfo("python3") { UseShellExecute = false, RedirectStandardError = true };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add(script);
+        using var bridge = Process.Start(info)!;
+        try
+        {
+            await using var client = await AgentClient.ConnectUnixAsync(path, TimeSpan.FromSeconds(10), default);
+
+            var ping = await client.PingAsync(TimeSpan.FromSeconds(20));
+
+            Assert.Equal("python", ping.AgentLang);
+            Assert.Equal("unix:" + path, client.Target);
+        }
+        finally
+        {
+            bridge.Kill(entireProcessTree: true);
+            await bridge.WaitForExitAsync();
+            File.Delete(path);
+        }
+    }
+}
