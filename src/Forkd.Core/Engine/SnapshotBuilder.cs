@@ -39,6 +39,12 @@ public sealed record SnapshotRequest
     public string CreatedBy { get; init; } = "Forkd";
 
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>The image runs a warm-up process (FORKD_WARMUP_CMD): pause only once the agent reports it ready.</summary>
+    public bool WaitForWarmupBridge { get; init; }
+
+    /// <summary>How long the warm-up process may take (Chromium under TCG takes minutes).</summary>
+    public TimeSpan WarmupBridgeTimeout { get; init; } = TimeSpan.FromMinutes(20);
 }
 
 /// <summary>Progress of a snapshot: a stage name and a rough percentage.</summary>
@@ -169,6 +175,14 @@ public sealed class SnapshotBuilder
             clock.Restart();
             await using (agent.ConfigureAwait(false))
             {
+                if (request.WaitForWarmupBridge)
+                {
+                    progress?.Report(new("waiting for the recipe's warm-up process", 40));
+                    await WarmupBridgeWait.UntilReadyAsync(agent, request.WarmupBridgeTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
+                        .ConfigureAwait(false);
+                    log?.Invoke($"warm-up process ready after {clock.Elapsed.TotalSeconds:0.0} s");
+                }
+
                 if (!string.IsNullOrWhiteSpace(request.WarmupCode))
                 {
                     progress?.Report(new("running warm-up", 70));
