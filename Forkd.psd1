@@ -21,6 +21,7 @@
         'New-ForkdSnapshot'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
+        'Start-ForkdSandbox'
         'Stop-ForkdChild'
         'Test-ForkdAgent'
     )
