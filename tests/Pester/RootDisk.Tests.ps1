@@ -117,4 +117,16 @@ Describe 'Root disks, volumes and the Node recipe' -Tag RootDisk {
         # The snapshot's root disk is the cached image itself (hard link), unchanged too.
         (Get-Item $rootDisk).IsReadOnly | Should -BeTrue
     }
+
+    It 'runs a one-shot sandbox command and removes its snapshot and child' {
+        $r = Start-ForkdSandbox -Recipe nodejs -Command 'node', '-e', 'console.log(6 * 7); process.exit(3)' -TimeoutSec 120
+        $r | Should -BeOfType ([Forkd.Core.Engine.SandboxResult])
+        $r.ExitCode | Should -Be 3
+        $r.Stdout.Trim() | Should -Be '42'
+        $r.Tag | Should -Match '^run-nodejs-[0-9a-f]{8}$'
+        $r.Kept | Should -BeFalse
+        Get-ForkdSnapshot -Tag $r.Tag -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        @(Get-ForkdChild | Where-Object Id -EQ $r.ChildId).Count | Should -Be 0
+        @(Get-ChildItem ([IO.Path]::GetTempPath()) -Filter "forkd-*-$($r.Tag)-*" -ErrorAction SilentlyContinue).Count | Should -Be 0
+    }
 }
