@@ -21,7 +21,7 @@ param(
     [string] $OutFile
 )
 $ErrorActionPreference = 'Stop'
-Import-Module $ModulePath -Force
+Import-Module (Resolve-Path $ModulePath).Path -Force
 if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../.cache')) }
 $savedData = $env:FORKD_DATA_DIR
 $env:FORKD_DATA_DIR = Join-Path ([IO.Path]::GetTempPath()) "forkd-bench-browser-$PID"
