@@ -14,6 +14,7 @@
         'Get-ForkdChild'
         'Get-ForkdDataDirectory'
         'Get-ForkdImage'
+        'Remove-ForkdImage'
         'Get-ForkdSnapshot'
         'Invoke-ForkdEval'
         'Invoke-ForkdExec'

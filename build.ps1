@@ -110,6 +110,8 @@ function Invoke-PesterTests {
     if (Test-Path $summary) { Remove-Item $summary }
     $pwsh = Join-Path $PSHOME 'pwsh'
     $env:FORKD_MODULE_PATH = Join-Path $out 'Forkd.psd1'
+    # Guest images are big and slow to build: tests share one cache across runs and test files.
+    if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = Join-Path $root '.cache' }
     & $pwsh -NoProfile -NonInteractive -Command $script -args $pester, "$root/tests/Pester", $result, $summary, ($PesterTag -join ',')
     $code = $LASTEXITCODE
     if (-not (Test-Path $summary)) {

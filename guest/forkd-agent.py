@@ -358,7 +358,8 @@ class SerialPort:
             os.set_blocking(write_end, False)
             os.set_blocking(read_end, False)
             signal.signal(signal.SIGIO, lambda *_: None)
-            signal.set_wakeup_fd(write_end)
+            # Every SIGIO (also those for incoming data) writes a byte; a full pipe just drops it.
+            signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
             self._wakeup = read_end
         except (OSError, ValueError) as exc:
             log("forkd: no SIGIO wake-up (%s); polling the serial port" % exc)

@@ -14,7 +14,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
 {
     private readonly List<string> _ids = [];
 
-    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string[] Id { get; set; } = [];
 
@@ -23,6 +23,9 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     public int ThrottleLimit { get; set; } = 16;
 
     protected override void ProcessRecord() => _ids.AddRange(Id);
+
+    /// <summary>What the call does to a child, for -WhatIf/-Confirm; null for read-only calls (ping).</summary>
+    protected virtual string? ShouldProcessAction => null;
 
     /// <summary>One call to one child.</summary>
     protected abstract Task<TResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken);
@@ -38,7 +41,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
             {
                 WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
             }
-            else
+            else if (ShouldProcessAction is null || ShouldProcess(child.Id, ShouldProcessAction))
             {
                 children.Add(child);
             }

@@ -5,14 +5,29 @@ namespace Forkd.PowerShell;
 /// <summary>
 /// Runs engine work on the thread pool while the pipeline thread waits here and carries out what the
 /// work posts (WriteObject, WriteProgress, WriteVerbose, WriteError): PowerShell only allows those
-/// from the pipeline thread.
+/// from the pipeline thread. Posts that arrive after the pump finished are dropped, never thrown:
+/// a late progress report must not crash pwsh.
 /// </summary>
 internal sealed class PipelinePump : IDisposable
 {
     private readonly BlockingCollection<Action> _queue = new();
+    private readonly object _gate = new();
+    private bool _closed;
 
     /// <summary>Queues an action for the pipeline thread; callable from any thread.</summary>
-    public void Post(Action action) => _queue.Add(action);
+    public void Post(Action action)
+    {
+        lock (_gate)
+        {
+            if (!_closed)
+            {
+                _queue.Add(action);
+            }
+        }
+    }
+
+    /// <summary>A progress sink that posts each report straight to the pipeline thread (no thread-pool hop, order kept).</summary>
+    public IProgress<T> Progress<T>(Action<T> onPipelineThread) => new Sink<T>(this, onPipelineThread);
 
     /// <summary>Pumps posted actions until <paramref name="task"/> finishes, then returns its result (or throws its exception).</summary>
     public T Run<T>(Task<T> task)
@@ -45,5 +60,18 @@ internal sealed class PipelinePump : IDisposable
         }
     }
 
-    public void Dispose() => _queue.Dispose();
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _closed = true;
+        }
+
+        _queue.Dispose();
+    }
+
+    private sealed class Sink<T>(PipelinePump pump, Action<T> handler) : IProgress<T>
+    {
+        public void Report(T value) => pump.Post(() => handler(value));
+    }
 }

@@ -18,8 +18,8 @@ internal static class RecipeImages
         }
 
         var builder = new GuestImageBuilder(paths);
-        var progress = new Progress<GuestBuildProgress>(p => pump.Post(() =>
-            cmdlet.WriteProgress(new ProgressRecord(3, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) })));
+        var progress = pump.Progress<GuestBuildProgress>(p =>
+            cmdlet.WriteProgress(new ProgressRecord(3, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) }));
         var image = pump.Run(Task.Run(() => builder.BuildAsync(recipe, false, progress, cancellationToken), cancellationToken));
         cmdlet.WriteVerbose($"guest image {image.Recipe} ({image.ContentHash[..12]}): kernel {image.KernelVersion}, Python {image.PythonVersion}");
 

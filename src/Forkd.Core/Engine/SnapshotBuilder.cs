@@ -109,6 +109,11 @@ public sealed class SnapshotBuilder
             ThrowIfChildrenRun(tag);
         }
 
+        foreach (var orphan in await OrphanParents.ReapAsync(_paths).ConfigureAwait(false))
+        {
+            log?.Invoke($"killed an orphaned parent VM whose snapshot process is gone ({orphan})");
+        }
+
         var staging = WorkDirectories.Create(_paths, WorkDirKind.Snapshot, tag);
         var workDir = WorkDirectories.Create(_paths, WorkDirKind.Parent, tag);
         IVmHandle? vm = null;

@@ -93,6 +93,79 @@ public sealed class AgentClient : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>
+    /// Connects through Firecracker's hybrid vsock: the Unix socket at <paramref name="udsPath"/>, then
+    /// <c>CONNECT &lt;port&gt;\n</c> and its <c>OK &lt;hostport&gt;\n</c> answer (Firecracker's docs/vsock.md).
+    /// Firecracker closes the connection while nothing listens in the guest, so that is retried too.
+    /// </summary>
+    public static async Task<AgentClient> ConnectHybridVsockAsync(string udsPath, int port, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(udsPath);
+        var clock = Stopwatch.StartNew();
+        var target = $"vsock:{udsPath}:{port}";
+        while (true)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            string? failure;
+            try
+            {
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(udsPath), cancellationToken).ConfigureAwait(false);
+                var stream = new NetworkStream(socket, ownsSocket: true);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes($"CONNECT {port}\n"), cancellationToken).ConfigureAwait(false);
+                using var answerLimit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                answerLimit.CancelAfter(TimeSpan.FromSeconds(5));
+                var answer = await ReadAsciiLineAsync(stream, answerLimit.Token).ConfigureAwait(false);
+                if (answer is not null && answer.StartsWith("OK ", StringComparison.Ordinal))
+                {
+                    return new AgentClient(stream, target);
+                }
+
+                await stream.DisposeAsync().ConfigureAwait(false);
+                failure = answer is null ? "the VMM closed the connection (no listener on that port yet?)" : $"unexpected answer '{answer}'";
+            }
+            catch (Exception ex) when (ex is SocketException or IOException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                socket.Dispose();
+                failure = ex.Message;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            if (clock.Elapsed >= timeout)
+            {
+                throw Unreachable($"cannot reach the agent on vsock port {port} through {udsPath} within {timeout.TotalSeconds:0.#} s: {failure}", target, null);
+            }
+
+            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reads one '\n'-terminated line byte by byte, so nothing after it is consumed; null at EOF.</summary>
+    private static async Task<string?> ReadAsciiLineAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        var line = new StringBuilder();
+        var one = new byte[1];
+        while (line.Length < 256)
+        {
+            if (await stream.ReadAsync(one, cancellationToken).ConfigureAwait(false) == 0)
+            {
+                return null;
+            }
+
+            if (one[0] == (byte)'\n')
+            {
+                return line.ToString();
+            }
+
+            line.Append((char)one[0]);
+        }
+
+        return line.ToString();
+    }
+
     /// <summary>Connects over TCP, retrying until <paramref name="timeout"/>.</summary>
     public static async Task<AgentClient> ConnectTcpAsync(string host, int port, TimeSpan timeout, CancellationToken cancellationToken)
     {

@@ -44,23 +44,24 @@ public sealed class CpioWriter : IDisposable
         WriteEntry(name, TypeCharDevice | (permissions & 0xFFF), mtime, ReadOnlySpan<byte>.Empty, rdevMajor: major, rdevMinor: minor);
 
     /// <summary>
-    /// Adds a directory tree (not its root) under <paramref name="prefix"/>, in ordinal name order so the
-    /// archive is reproducible. Symlinks are stored as links; hard links become separate files.
+    /// Adds a directory tree (not its root) under <paramref name="prefix"/>, in ordinal name order.
+    /// Symlinks are stored as links; hard links become separate files. With <paramref name="fixedMtime"/>
+    /// every entry gets that time, so the same tree content always gives the same bytes.
     /// </summary>
-    public void AddTree(string root, string prefix = "", long? fixedDirectoryMtime = 0)
+    public void AddTree(string root, string prefix = "", long? fixedMtime = 0)
     {
         foreach (var entry in new DirectoryInfo(root).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
         {
             var name = prefix.Length == 0 ? entry.Name : prefix + "/" + entry.Name;
-            var mtime = new DateTimeOffset(entry.LastWriteTimeUtc).ToUnixTimeSeconds();
+            var mtime = fixedMtime ?? new DateTimeOffset(entry.LastWriteTimeUtc).ToUnixTimeSeconds();
             if (entry.LinkTarget is { } target)
             {
                 AddSymlink(name, target, mtime);
             }
             else if (entry is DirectoryInfo dir)
             {
-                AddDirectory(name, (int)dir.UnixFileMode, fixedDirectoryMtime ?? mtime);
-                AddTree(dir.FullName, name, fixedDirectoryMtime);
+                AddDirectory(name, (int)dir.UnixFileMode, mtime);
+                AddTree(dir.FullName, name, fixedMtime);
             }
             else if (entry is FileInfo file)
             {

@@ -1,4 +1,7 @@
+using System.Globalization;
 using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace Forkd.Core.Guest;
@@ -13,15 +16,30 @@ internal sealed record AptPackage(string Name, string Version, string Architectu
 /// </summary>
 internal sealed partial class DebianPackages(string debCacheDirectory)
 {
+    private const string AptListsDirectory = "/var/lib/apt/lists";
     private bool _updated;
+
+    /// <summary>
+    /// apt-cache takes a second or more per call (it decompresses the index), so resolutions are
+    /// remembered in the cache for as long as the apt index files are unchanged.
+    /// </summary>
+    private string ResolutionCachePath => Path.Combine(debCacheDirectory, "resolved.json");
 
     public async Task<IReadOnlyList<AptPackage>> ResolveAsync(IReadOnlyList<string> names, CancellationToken cancellationToken)
     {
+        var stamp = IndexStamp();
+        var remembered = LoadResolutions(stamp);
+        if (names.All(remembered.ContainsKey))
+        {
+            return [.. names.Select(n => remembered[n])];
+        }
+
         var found = await ShowAsync(names, cancellationToken).ConfigureAwait(false);
         var missing = names.Where(n => !found.ContainsKey(n)).ToList();
         if (missing.Count > 0 && !_updated)
         {
             _updated = true;
+            remembered.Clear(); // resolved against the index the update replaces
             await ToolRunner.RunCheckedAsync("AptUpdateFailed", "apt-get", ["update", "-qq"], null, cancellationToken).ConfigureAwait(false);
             found = await ShowAsync(names, cancellationToken).ConfigureAwait(false);
             missing = [.. names.Where(n => !found.ContainsKey(n))];
@@ -36,8 +54,56 @@ internal sealed partial class DebianPackages(string debCacheDirectory)
             };
         }
 
+        foreach (var (k, v) in found)
+        {
+            remembered[k] = v;
+        }
+
+        SaveResolutions(IndexStamp(), remembered);
         return [.. names.Select(n => found[n])];
     }
+
+    /// <summary>Names, sizes and times of the apt index files: any <c>apt-get update</c> that changes them changes this.</summary>
+    private static string IndexStamp()
+    {
+        if (!Directory.Exists(AptListsDirectory))
+        {
+            return "";
+        }
+
+        var text = string.Join('\n', new DirectoryInfo(AptListsDirectory).EnumerateFiles()
+            .OrderBy(f => f.Name, StringComparer.Ordinal)
+            .Select(f => string.Create(CultureInfo.InvariantCulture, $"{f.Name} {f.Length} {f.LastWriteTimeUtc.Ticks}")));
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+    }
+
+    private Dictionary<string, AptPackage> LoadResolutions(string stamp)
+    {
+        try
+        {
+            var saved = JsonSerializer.Deserialize<SavedResolutions>(File.ReadAllText(ResolutionCachePath));
+            if (saved is not null && stamp.Length > 0 && saved.IndexStamp == stamp)
+            {
+                return new Dictionary<string, AptPackage>(saved.Packages, StringComparer.Ordinal);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or JsonException or UnauthorizedAccessException)
+        {
+            // no usable memory of earlier resolutions: ask apt
+        }
+
+        return new Dictionary<string, AptPackage>(StringComparer.Ordinal);
+    }
+
+    private void SaveResolutions(string stamp, Dictionary<string, AptPackage> packages)
+    {
+        Directory.CreateDirectory(debCacheDirectory);
+        var temp = ResolutionCachePath + ".tmp-" + Environment.ProcessId;
+        File.WriteAllText(temp, JsonSerializer.Serialize(new SavedResolutions(stamp, packages)));
+        File.Move(temp, ResolutionCachePath, overwrite: true);
+    }
+
+    private sealed record SavedResolutions(string IndexStamp, Dictionary<string, AptPackage> Packages);
 
     /// <summary>The versioned package a meta package (linux-image-cloud-amd64) depends on, resolved.</summary>
     public async Task<AptPackage> ResolveKernelAsync(string kernelPackage, CancellationToken cancellationToken)

@@ -6,7 +6,7 @@ namespace Forkd.PowerShell.Commands;
 
 /// <summary>Builds (or finds in the cache) the guest image of a recipe: an ELF kernel plus an initramfs with Python and the agent.</summary>
 // "Build" is an approved verb (Lifecycle) since PowerShell 6; PowerShellStandard 5.1 has no constant for it.
-[Cmdlet("Build", "ForkdImage")]
+[Cmdlet("Build", "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(GuestImage))]
 public sealed class BuildForkdImageCommand : ForkdCmdlet
 {
@@ -37,6 +37,19 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
         {
             try
             {
+                // A cached image is returned without asking: nothing changes. Building writes to the cache.
+                var cached = Force ? null : builder.FindCachedAsync(name, StopToken).GetAwaiter().GetResult();
+                if (cached is not null)
+                {
+                    WriteObject(cached);
+                    continue;
+                }
+
+                if (!ShouldProcess($"{name} -> {builder.ImagesDirectory}", Force ? "Rebuild guest image" : "Build guest image"))
+                {
+                    continue;
+                }
+
                 var image = ProgressPump.Run<GuestBuildProgress, GuestImage>(this,
                     progress => builder.BuildAsync(name, Force, progress, StopToken),
                     p => new ProgressRecord(1, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) });

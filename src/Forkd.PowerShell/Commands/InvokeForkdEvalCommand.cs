@@ -4,7 +4,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Evaluates Python code in each child's warm interpreter, in parallel.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval")]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval", SupportsShouldProcess = true)]
 [OutputType(typeof(ForkdEvalResult))]
 public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
 {
@@ -15,6 +15,8 @@ public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
     [Parameter]
     [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 30;
+
+    protected override string ShouldProcessAction => "Evaluate Python code";
 
     protected override Task<ForkdEvalResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>
         AgentCalls.EvalAsync(registry, child, Code, TimeSpan.FromSeconds(TimeoutSec), cancellationToken);

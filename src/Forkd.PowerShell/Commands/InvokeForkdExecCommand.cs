@@ -4,7 +4,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Runs a command (argv, no shell) in each child, in parallel.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdExec")]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdExec", SupportsShouldProcess = true)]
 [OutputType(typeof(ForkdExecResult))]
 public sealed class InvokeForkdExecCommand : AgentCmdletBase<ForkdExecResult>
 {
@@ -15,6 +15,8 @@ public sealed class InvokeForkdExecCommand : AgentCmdletBase<ForkdExecResult>
     [Parameter]
     [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 30;
+
+    protected override string ShouldProcessAction => "Run a command";
 
     protected override Task<ForkdExecResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>
         AgentCalls.ExecAsync(registry, child, Command, TimeSpan.FromSeconds(TimeoutSec), cancellationToken);

@@ -35,10 +35,10 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         using var pump = new PipelinePump();
         var activity = $"Invoke-ForkdFork {Tag}";
         var forker = EngineHooks.Forker(Paths);
-        var progress = new Progress<ForkProgress>(p => pump.Post(() => WriteProgress(new ProgressRecord(2, activity, $"{p.Ready} of {p.Count} ready, {p.Failed} failed")
+        var progress = pump.Progress<ForkProgress>(p => WriteProgress(new ProgressRecord(2, activity, $"{p.Ready} of {p.Count} ready, {p.Failed} failed")
         {
             PercentComplete = (int)(100.0 * (p.Ready + p.Failed) / p.Count),
-        })));
+        }));
         try
         {
             var request = new ForkRequest

@@ -19,6 +19,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = RecipeSet)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(RecipeCompleter))]
     public string Recipe { get; set; } = "";
 
     [Parameter(Mandatory = true, ParameterSetName = KernelSet)]
@@ -67,14 +68,20 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         {
             var request = ResolveImage(pump);
             var builder = EngineHooks.SnapshotBuilder(Paths);
-            var progress = new Progress<SnapshotProgress>(p => pump.Post(() =>
-                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent })));
+            var progress = pump.Progress<SnapshotProgress>(p =>
+                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent }));
             var result = pump.Run(Task.Run(() => builder.CreateAsync(request, progress, line => pump.Post(() => WriteVerbose(line)), StopToken),
                 StopToken));
             WriteProgress(new ProgressRecord(1, activity, "done") { RecordType = ProgressRecordType.Completed });
             WriteVerbose($"snapshot '{Tag}': accelerator {result.Accelerator.Accelerator.ToString().ToUpperInvariant()}, boot to agent " +
                          $"{result.BootTime.TotalSeconds:0.00} s, warm-up {result.WarmupTime.TotalSeconds:0.00} s, save {result.SaveTime.TotalMilliseconds:0} ms");
-            WriteObject(result.Snapshot);
+            // How the snapshot was made rides along as note properties: the accelerator's reason and the timings.
+            var output = PSObject.AsPSObject(result.Snapshot);
+            output.Properties.Add(new PSNoteProperty("AcceleratorReason", result.Accelerator.Reason));
+            output.Properties.Add(new PSNoteProperty("BootTime", result.BootTime));
+            output.Properties.Add(new PSNoteProperty("WarmupTime", result.WarmupTime));
+            output.Properties.Add(new PSNoteProperty("SaveTime", result.SaveTime));
+            WriteObject(output);
         }
         catch (ForkdException ex)
         {

@@ -156,3 +156,50 @@ public sealed class AgentClientTests
         }
     }
 }
+
+/// <summary>
+/// The hybrid-vsock handshake as Firecracker's published docs/vsock.md describes it (no Firecracker
+/// binary can run here): a Unix socket peer that answers "CONNECT 8888\n" with "OK 1073741824\n"
+/// and then bridges to the real agent over stdio; its first connection is closed, as Firecracker
+/// does while nothing listens in the guest.
+/// </summary>
+public sealed class HybridVsockHandshakeTests
+{
+    [Fact]
+    public async Task Connect_sends_CONNECT_port_reads_OK_then_speaks_to_the_real_agent_per_Firecracker_vsock_doc()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "forkd-test-vsock-" + Guid.NewGuid().ToString("N")[..8] + ".sock");
+        var script = $$"""
+            import socket, subprocess, sys
+            s = socket.socket(socket.AF_UNIX); s.bind("{{path}}"); s.listen(4)
+            first, _ = s.accept(); first.recv(64); first.close()   # guest not listening yet
+            c, _ = s.accept()
+            line = b""
+            while not line.endswith(b"\n"):
+                line += c.recv(1)
+            if line != b"CONNECT 8888\n":
+                sys.exit("bad handshake: %r" % line)
+            c.sendall(b"OK 1073741824\n")
+            subprocess.run([sys.executable, "{{AgentProcess.Sources.AgentPath}}", "--stdio", "--recipe-env", "/dev/null"], stdin=c.fileno(), stdout=c.fileno())
+            """;
+        var info = new System.Diagnostics.ProcessStartInfo("python3") { UseShellExecute = false };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add(script);
+        using var peer = System.Diagnostics.Process.Start(info)!;
+        try
+        {
+            await using var client = await AgentClient.ConnectHybridVsockAsync(path, 8888, TimeSpan.FromSeconds(15), default);
+
+            var eval = await client.EvalAsync("'vsock ' + str(8888)", TimeSpan.FromSeconds(20));
+
+            Assert.Equal("'vsock 8888'", eval.Result);
+            Assert.Equal($"vsock:{path}:8888", client.Target);
+        }
+        finally
+        {
+            peer.Kill(entireProcessTree: true);
+            await peer.WaitForExitAsync();
+            File.Delete(path);
+        }
+    }
+}
