@@ -5,7 +5,8 @@ Requests and replies are one JSON object per line (spec section 3.2): ``ping``, 
 ``eval``. Differences from forkd 0.1.3, all compatible with its clients:
   * ``eval`` runs in ONE persistent namespace, so warm-up state (imports, models, data)
     survives the snapshot into every child; code that is not an expression runs as
-    statements in that namespace and yields ``None``.
+    statements in that namespace and yields the value of a final expression statement,
+    else ``None``.
   * replies carry ``result_json`` (JSON of the value, NaN/Infinity as forkd's sentinels).
   * a request may carry ``"id"``; the reply echoes it. Several requests per connection.
   * transports: the virtio-serial port named ``forkd.agent`` (survives host reconnects,
@@ -16,6 +17,7 @@ Requests and replies are one JSON object per line (spec section 3.2): ``ping``, 
 Standard library only: it runs on the image's bare Python.
 """
 
+import ast
 import errno
 import json
 import math
@@ -115,8 +117,14 @@ def json_or_none(value):
         return None
 
 
-def error_reply(exc, tb=None):
-    text = "".join(traceback.format_exception(type(exc), exc, tb)) if tb is not None else traceback.format_exc()
+_OWN_FILES = {os.path.abspath(__file__), __file__, ast.__file__}
+
+
+def error_reply(exc, tb=None, trimmed=False):
+    if trimmed:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    else:
+        text = traceback.format_exc()
     return {"error": "%s: %s" % (type(exc).__name__, exc), "traceback": text, "exit_code": 1}
 
 
@@ -258,20 +266,33 @@ class Agent:
     @staticmethod
     def evaluate(code):
         try:
-            try:
-                compiled = compile(code, "<forkd-eval>", "eval")
-            except SyntaxError:
-                compiled = compile(code, "<forkd-eval>", "exec")  # statements: warm-up code, imports
-            value = eval(compiled, NAMESPACE)  # noqa: S307 - evaluating code is this agent's job
+            value = run_code(code)
         except Exception as exc:
-            # Drop this frame so the traceback shows only the caller's code.
-            tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-            return error_reply(exc, tb or exc.__traceback__)
+            # Drop the agent's own leading frames (and ast's): the traceback shows the caller's code.
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
+                tb = tb.tb_next
+            return error_reply(exc, tb, trimmed=True)
         reply = {"result": repr(value), "exit_code": 0}
         encoded = json_or_none(value)
         if encoded is not None:
             reply["result_json"] = encoded
         return reply
+
+
+def run_code(code):
+    """An expression gives its value. Anything else runs as statements in the shared namespace; when
+    the last statement is an expression (``import math; math.pi``) its value is the result, else None."""
+    try:
+        return eval(compile(code, "<forkd-eval>", "eval"), NAMESPACE)  # noqa: S307 - evaluating code is this agent's job
+    except SyntaxError:
+        pass
+    module = ast.parse(code, "<forkd-eval>", "exec")
+    last = module.body.pop() if module.body and isinstance(module.body[-1], ast.Expr) else None
+    exec(compile(module, "<forkd-eval>", "exec"), NAMESPACE)  # noqa: S102
+    if last is None:
+        return None
+    return eval(compile(ast.Expression(last.value), "<forkd-eval>", "eval"), NAMESPACE)  # noqa: S307
 
 
 def serve_lines(agent, read_chunk, write_all):

@@ -14,7 +14,7 @@ namespace Forkd.Core.Guest;
 /// is dropped instead of answering the wrong request. Replies without an id (forkd 0.1.3's agent)
 /// answer the oldest request. Thread-safe; requests may overlap.
 /// </summary>
-public sealed class AgentClient : IAsyncDisposable, IDisposable
+public sealed partial class AgentClient : IAsyncDisposable, IDisposable
 {
     public static readonly TimeSpan DefaultExecTimeout = TimeSpan.FromSeconds(30);
 
@@ -61,140 +61,6 @@ public sealed class AgentClient : IAsyncDisposable, IDisposable
 
     /// <summary>Replies that matched no waiting request and were dropped.</summary>
     public long StaleReplies => Interlocked.Read(ref _staleReplies);
-
-    /// <summary>Connects to a Unix socket (QEMU's agent chardev), retrying while it does not exist yet or refuses.</summary>
-    public static async Task<AgentClient> ConnectUnixAsync(string path, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken).ConfigureAwait(false);
-                return new AgentClient(new NetworkStream(socket, ownsSocket: true), "unix:" + path);
-            }
-            catch (SocketException ex)
-            {
-                socket.Dispose();
-                if (clock.Elapsed >= timeout)
-                {
-                    throw Unreachable($"cannot connect to the agent socket {path} within {timeout.TotalSeconds:0.#} s: {ex.Message}", path, ex);
-                }
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-
-            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>
-    /// Connects through Firecracker's hybrid vsock: the Unix socket at <paramref name="udsPath"/>, then
-    /// <c>CONNECT &lt;port&gt;\n</c> and its <c>OK &lt;hostport&gt;\n</c> answer (Firecracker's docs/vsock.md).
-    /// Firecracker closes the connection while nothing listens in the guest, so that is retried too.
-    /// </summary>
-    public static async Task<AgentClient> ConnectHybridVsockAsync(string udsPath, int port, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(udsPath);
-        var clock = Stopwatch.StartNew();
-        var target = $"vsock:{udsPath}:{port}";
-        while (true)
-        {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            string? failure;
-            try
-            {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(udsPath), cancellationToken).ConfigureAwait(false);
-                var stream = new NetworkStream(socket, ownsSocket: true);
-                await stream.WriteAsync(Encoding.ASCII.GetBytes($"CONNECT {port}\n"), cancellationToken).ConfigureAwait(false);
-                using var answerLimit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                answerLimit.CancelAfter(TimeSpan.FromSeconds(5));
-                var answer = await ReadAsciiLineAsync(stream, answerLimit.Token).ConfigureAwait(false);
-                if (answer is not null && answer.StartsWith("OK ", StringComparison.Ordinal))
-                {
-                    return new AgentClient(stream, target);
-                }
-
-                await stream.DisposeAsync().ConfigureAwait(false);
-                failure = answer is null ? "the VMM closed the connection (no listener on that port yet?)" : $"unexpected answer '{answer}'";
-            }
-            catch (Exception ex) when (ex is SocketException or IOException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-            {
-                socket.Dispose();
-                failure = ex.Message;
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-
-            if (clock.Elapsed >= timeout)
-            {
-                throw Unreachable($"cannot reach the agent on vsock port {port} through {udsPath} within {timeout.TotalSeconds:0.#} s: {failure}", target, null);
-            }
-
-            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>Reads one '\n'-terminated line byte by byte, so nothing after it is consumed; null at EOF.</summary>
-    private static async Task<string?> ReadAsciiLineAsync(Stream stream, CancellationToken cancellationToken)
-    {
-        var line = new StringBuilder();
-        var one = new byte[1];
-        while (line.Length < 256)
-        {
-            if (await stream.ReadAsync(one, cancellationToken).ConfigureAwait(false) == 0)
-            {
-                return null;
-            }
-
-            if (one[0] == (byte)'\n')
-            {
-                return line.ToString();
-            }
-
-            line.Append((char)one[0]);
-        }
-
-        return line.ToString();
-    }
-
-    /// <summary>Connects over TCP, retrying until <paramref name="timeout"/>.</summary>
-    public static async Task<AgentClient> ConnectTcpAsync(string host, int port, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var client = new TcpClient { NoDelay = true };
-            try
-            {
-                await client.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
-                return new AgentClient(new TcpStreamOwner(client), $"tcp:{host}:{port}");
-            }
-            catch (SocketException ex)
-            {
-                client.Dispose();
-                if (clock.Elapsed >= timeout)
-                {
-                    throw Unreachable($"cannot connect to the agent at {host}:{port} within {timeout.TotalSeconds:0.#} s: {ex.Message}", $"{host}:{port}", ex);
-                }
-            }
-            catch
-            {
-                client.Dispose();
-                throw;
-            }
-
-            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
-        }
-    }
 
     public async Task<AgentPing> PingAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
@@ -464,49 +330,4 @@ public sealed class AgentClient : IAsyncDisposable, IDisposable
     }
 
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
-
-    /// <summary>A TcpClient's stream that also disposes the client.</summary>
-    private sealed class TcpStreamOwner(TcpClient client) : Stream
-    {
-        private readonly NetworkStream _inner = client.GetStream();
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush() => _inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
-
-        public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-            _inner.ReadAsync(buffer, cancellationToken);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
-            _inner.WriteAsync(buffer, cancellationToken);
-
-        public override void Write(byte[] buffer, int offset, int count) => _inner.Write(buffer, offset, count);
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                _inner.Dispose();
-                client.Dispose();
-            }
-
-            base.Dispose(disposing);
-        }
-    }
 }

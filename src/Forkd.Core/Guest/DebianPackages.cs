@@ -18,6 +18,7 @@ internal sealed partial class DebianPackages(string debCacheDirectory)
 {
     private const string AptListsDirectory = "/var/lib/apt/lists";
     private bool _updated;
+    private string? _updateFailure;
 
     /// <summary>
     /// apt-cache takes a second or more per call (it decompresses the index), so resolutions are
@@ -40,9 +41,16 @@ internal sealed partial class DebianPackages(string debCacheDirectory)
         {
             _updated = true;
             remembered.Clear(); // resolved against the index the update replaces
-            await ToolRunner.RunCheckedAsync("AptUpdateFailed", "apt-get", ["update", "-qq"], null, cancellationToken).ConfigureAwait(false);
-            found = await ShowAsync(names, cancellationToken).ConfigureAwait(false);
-            missing = [.. names.Where(n => !found.ContainsKey(n))];
+            try
+            {
+                await ToolRunner.RunCheckedAsync("AptUpdateFailed", "apt-get", ["update", "-qq"], null, cancellationToken).ConfigureAwait(false);
+                found = await ShowAsync(names, cancellationToken).ConfigureAwait(false);
+                missing = [.. names.Where(n => !found.ContainsKey(n))];
+            }
+            catch (ForkdException ex) when (ex.ErrorId == "AptUpdateFailed")
+            {
+                _updateFailure = ex.Message; // not root, or offline: the index stays as it is
+            }
         }
 
         if (missing.Count > 0)
@@ -50,7 +58,9 @@ internal sealed partial class DebianPackages(string debCacheDirectory)
             throw new ForkdException("PackageNotFound", ForkdErrorKind.NotFound,
                 $"apt knows no package {string.Join(", ", missing)}", missing[0])
             {
-                Hint = "Check the recipe's package names against `apt-cache search`; the image is built from Debian packages only.",
+                Hint = _updateFailure is null
+                    ? "Check the recipe's package names against `apt-cache search`; the image is built from Debian packages only."
+                    : $"Refreshing the apt index failed ({_updateFailure}); run `apt-get update` as root, then check the names with `apt-cache search`.",
             };
         }
 

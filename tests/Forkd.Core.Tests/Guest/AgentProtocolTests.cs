@@ -80,6 +80,26 @@ public sealed class AgentProtocolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Eval_of_statements_ending_in_an_expression_returns_that_value()
+    {
+        var result = await _client.EvalAsync("import math; r = 2; math.factorial(r + 3)");
+
+        Assert.Equal("120", result.Result);
+        Assert.Equal("2", (await _client.EvalAsync("r")).Result);
+    }
+
+    [Fact]
+    public async Task Eval_syntax_error_points_at_the_code_not_at_the_agent()
+    {
+        var result = await _client.EvalAsync("x = (1 +");
+
+        Assert.StartsWith("SyntaxError: ", result.Error);
+        Assert.Contains("<forkd-eval>", result.Traceback);
+        Assert.DoesNotContain("forkd-agent.py", result.Traceback);
+        Assert.DoesNotContain("ast.py", result.Traceback);
+    }
+
+    [Fact]
     public async Task Eval_error_carries_a_traceback_of_the_evaluated_code_only()
     {
         var result = await _client.EvalAsync("1/0");
