@@ -11,20 +11,26 @@
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
         'Build-ForkdImage'
+        'Export-ForkdPack'
         'Get-ForkdChild'
         'Get-ForkdDataDirectory'
         'Get-ForkdImage'
-        'Remove-ForkdImage'
         'Get-ForkdSnapshot'
+        'Import-ForkdPack'
         'Invoke-ForkdEval'
         'Invoke-ForkdExec'
         'Invoke-ForkdFork'
         'New-ForkdSnapshot'
+        'Publish-ForkdPack'
+        'Remove-ForkdImage'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
         'Start-ForkdSandbox'
         'Stop-ForkdChild'
         'Test-ForkdAgent'
+        'Test-ForkdHost'
+        'Initialize-ForkdNetwork'
+        'Remove-ForkdNetwork'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

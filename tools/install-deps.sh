@@ -2,9 +2,10 @@
 # Host packages Forkd and its tests need on Debian 12 (idempotent). Run as root.
 set -euo pipefail
 need=()
-# lz4: tests check the kernel LZ4 decoder against the reference CLI; cpio: tests read our initramfs with it.
-# mmdebstrap, e2fsprogs (mkfs.ext4 -d, debugfs), squashfs-tools: root disks of big recipes; npm: their npm packages.
-for pkg in qemu-system-x86 zstd busybox-static cpio lz4 python3 iproute2 e2fsprogs mmdebstrap squashfs-tools; do
+# libzstd1: packs use the system libzstd when it loads. lz4: tests check the kernel LZ4 decoder against the reference CLI;
+# cpio: tests read our initramfs with it; nftables: NAT for per-child networks.
+# mmdebstrap, e2fsprogs (mkfs.ext4 -d, debugfs), squashfs-tools: root disks of big recipes.
+for pkg in qemu-system-x86 zstd libzstd1 busybox-static cpio lz4 python3 iproute2 e2fsprogs nftables mmdebstrap squashfs-tools; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -22,6 +22,10 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     [ValidateRange(1, 1024)]
     public int ThrottleLimit { get; set; } = 16;
 
+    /// <summary>Talk over the child's own network (TCP 10.42.0.2:8888 inside its namespace) instead of the VMM's channel.</summary>
+    [Parameter]
+    public SwitchParameter ViaNetwork { get; set; }
+
     protected override void ProcessRecord() => _ids.AddRange(Id);
 
     /// <summary>What the call does to a child, for -WhatIf/-Confirm; null for read-only calls (ping).</summary>
@@ -41,9 +45,14 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
             {
                 WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
             }
+            else if (ViaNetwork && child.NetworkAgent is null)
+            {
+                WriteError("ChildHasNoNetwork", ErrorCategory.InvalidArgument, $"child '{id}' was not forked with -Network", id,
+                    "Invoke-ForkdFork -Network gives children a network (after Initialize-ForkdNetwork).");
+            }
             else if (ShouldProcessAction is null || ShouldProcess(child.Id, ShouldProcessAction))
             {
-                children.Add(child);
+                children.Add(ViaNetwork ? child with { Agent = child.NetworkAgent! } : child);
             }
         }
 

@@ -8,17 +8,41 @@ namespace Forkd.Core.Engine;
 /// <summary>Connecting to a guest agent that may not be up yet.</summary>
 public static class AgentWait
 {
-    /// <summary>Connects to the agent (Unix-socket transports) without retrying.</summary>
-    public static Task<AgentClient> ConnectAsync(AgentEndpoint endpoint, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Connects to the agent without retrying: <c>unix</c> (QEMU virtio-serial socket), <c>vsock</c>
+    /// (Firecracker's hybrid vsock) or <c>tcp</c> (the guest's network, entered through its namespace).
+    /// </summary>
+    public static async Task<AgentClient> ConnectAsync(AgentEndpoint endpoint, TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        if (endpoint.Transport != "unix")
+        switch (endpoint.Transport)
         {
-            throw new ForkdException("AgentTransportUnsupported", ForkdErrorKind.NotSupported,
-                $"agent transport '{endpoint.Transport}' is not supported by this host", endpoint.ToString());
-        }
+            case "unix":
+                return await AgentClient.ConnectUnixAsync(endpoint.Address, timeout, cancellationToken).ConfigureAwait(false);
+            case "vsock":
+                return await AgentClient.ConnectHybridVsockAsync(endpoint.Address, endpoint.Port ?? Vmm.Firecracker.FirecrackerBackend.AgentVsockPort,
+                    timeout, cancellationToken).ConfigureAwait(false);
+            case "tcp" when endpoint.NetworkNamespace is not null:
+                var socket = Host.NetworkNamespace.CreateTcpSocket(endpoint.NetworkNamespace);
+                try
+                {
+                    using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    limit.CancelAfter(timeout);
+                    await socket.ConnectAsync(System.Net.IPAddress.Parse(endpoint.Address), endpoint.Port ?? 8888, limit.Token).ConfigureAwait(false);
+                    return new AgentClient(new NetworkStream(socket, ownsSocket: true), $"{endpoint} in {endpoint.NetworkNamespace}");
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
 
-        return AgentClient.ConnectUnixAsync(endpoint.Address, timeout, cancellationToken);
+            case "tcp":
+                return await AgentClient.ConnectTcpAsync(endpoint.Address, endpoint.Port ?? 8888, timeout, cancellationToken).ConfigureAwait(false);
+            default:
+                throw new ForkdException("AgentTransportUnsupported", ForkdErrorKind.NotSupported,
+                    $"agent transport '{endpoint.Transport}' is not supported by this host", endpoint.ToString());
+        }
     }
 
     /// <summary>

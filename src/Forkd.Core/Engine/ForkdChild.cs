@@ -59,6 +59,14 @@ public sealed record ForkdChild
     [JsonPropertyName("memory_limit_mib")]
     public long? MemoryLimitMiB { get; init; }
 
+    /// <summary>The child's own network namespace (<c>Invoke-ForkdFork -Network</c>), or null.</summary>
+    [JsonPropertyName("netns")]
+    public string? NetworkNamespace { get; init; }
+
+    /// <summary>The agent over the guest's network (10.42.0.2:8888 inside <see cref="NetworkNamespace"/>), or null.</summary>
+    [JsonPropertyName("network_agent")]
+    public AgentEndpoint? NetworkAgent { get; init; }
+
     [JsonPropertyName("started_at")]
     public DateTimeOffset StartedAt { get; init; }
 

@@ -24,6 +24,9 @@ public sealed record ForkRequest
 
     /// <summary>Receives warnings (a forced shared writable volume).</summary>
     public Action<string>? OnWarning { get; init; }
+
+    /// <summary>Start each child in its own network namespace (Initialize-ForkdNetwork makes them).</summary>
+    public bool Network { get; init; }
 }
 
 public sealed record ForkProgress(int Ready, int Failed, int Count);
@@ -84,6 +87,7 @@ public sealed class Forker
             driveOverrides = [.. Volumes.Drives(metadata.Volumes).Where(d => !d.ReadOnly).Select(d => d with { AllowSharedWrite = true })];
         }
 
+        var namespaces = request.Network ? ChildNetworkAllocator.Reserve(_registry, metadata.BackendConfig!, request.Count, tag) : null;
         var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
         var files = new VmSnapshotFiles(metadata.ResolveVmState(snapshot.Path), metadata.ResolveMemory(snapshot.Path));
         var started = new List<ForkdChild>();
@@ -93,7 +97,8 @@ public sealed class Forker
         {
             try
             {
-                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index, c =>
+                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
+                    namespaces?[index - 1], c =>
                 {
                     lock (started)
                     {
@@ -132,7 +137,7 @@ public sealed class Forker
 
     private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
         System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, IReadOnlyList<DriveSpec> driveOverrides, int index,
-        Action<ForkdChild> onRegistered,
+        string? netns, Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
     {
         var id = ChildRegistry.NewId(request.Tag);
@@ -150,6 +155,7 @@ public sealed class Forker
                 BackendConfig = backendConfig,
                 Accelerator = accelerator,
                 DriveOverrides = driveOverrides,
+                NetworkNamespace = netns,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -173,6 +179,8 @@ public sealed class Forker
             SnapshotDirectory = snapshotDir,
             MemoryFile = files.MemoryPath,
             MemoryLimitMiB = request.MemoryLimitMiB,
+            NetworkNamespace = netns,
+            NetworkAgent = netns is null ? null : new AgentEndpoint("tcp", ChildNetworks.GuestAddress.ToString(), ChildNetworks.AgentPort, netns),
             StartedAt = startedAt,
         };
         _registry.Save(child);

@@ -45,6 +45,9 @@ public sealed record SnapshotRequest
 
     /// <summary>How long the warm-up process may take (Chromium under TCG takes minutes).</summary>
     public TimeSpan WarmupBridgeTimeout { get; init; } = TimeSpan.FromMinutes(20);
+
+    /// <summary>Give the guest a network card (10.42.0.2, gateway 10.42.0.1), so children can get networks of their own.</summary>
+    public bool Network { get; init; }
 }
 
 /// <summary>Progress of a snapshot: a stage name and a rough percentage.</summary>
@@ -154,7 +157,8 @@ public sealed class SnapshotBuilder
                 WorkDirectory = workDir,
                 KernelPath = Path.Combine(staging, KernelFile),
                 InitramfsPath = request.InitramfsPath is null ? null : Path.Combine(staging, InitramfsFile),
-                KernelCommandLine = commandLine,
+                KernelCommandLine = request.Network ? (commandLine + " " + ChildNetworks.GuestKernelIpArgument).Trim() : commandLine,
+                Nic = request.Network ? new NicSpec() : null,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,
                 MemoryFilePath = Path.Combine(staging, SnapshotFiles.Memory),
@@ -210,8 +214,12 @@ public sealed class SnapshotBuilder
             // Children resolve these names against the snapshot dir, wherever it ends up.
             backendConfig["kernel"] = KernelFile;
             backendConfig["initrd"] = request.InitramfsPath is null ? null : InitramfsFile;
-            backendConfig["drives"] = Vmm.Qemu.QemuDrives.ToJson(
-                [.. drives.Select(d => d.IsRoot ? d with { HostPath = RootDiskFile } : d)]);
+            if (_backend.Kind == BackendKind.Qemu)
+            {
+                // The root disk sits in the snapshot dir: recorded relative, like the kernel. (Firecracker keeps its own drive records.)
+                backendConfig["drives"] = Vmm.Qemu.QemuDrives.ToJson(
+                    [.. drives.Select(d => d.IsRoot ? d with { HostPath = RootDiskFile } : d)]);
+            }
             new SnapshotMetadata
             {
                 CreatedAt = DateTimeOffset.UtcNow,

@@ -43,6 +43,17 @@ public static unsafe class NativeFile
         return false;
     }
 
+    /// <summary>The inode of a path (following symlinks), or -1.</summary>
+    public static long Inode(string path)
+    {
+        var bytes = Encoding.UTF8.GetBytes(path + "\0");
+        stat buf;
+        fixed (byte* p = bytes)
+        {
+            return LibC.stat(p, &buf) == 0 ? (long)(ulong)buf.st_ino : -1;
+        }
+    }
+
     private static bool TryLstat(string path, out stat st)
     {
         var bytes = Encoding.UTF8.GetBytes(path + "\0");

@@ -20,6 +20,12 @@ public enum Accelerator
 /// <param name="AllowSharedWrite">Skip the VMM's image lock, so several children may open one writable image (forced by the user, who was warned).</param>
 public sealed record DriveSpec(string Id, string HostPath, bool ReadOnly, bool IsRoot = false, bool AllowSharedWrite = false);
 
+/// <summary>
+/// A guest NIC backed by a tap device in the VMM's network namespace. Every child of a snapshot
+/// gets the same MAC and guest IP, so each runs in its own namespace with a tap of the same name.
+/// </summary>
+public sealed record NicSpec(string TapName = "forkd-tap0", string GuestMac = "AA:FC:00:00:00:01", string DeviceId = "eth0");
+
 /// <summary>Where the guest agent listens, as seen from the host.</summary>
 /// <param name="Transport"><c>unix</c> (QEMU virtio-serial chardev socket), <c>vsock</c> (Firecracker hybrid vsock: Unix socket + <c>CONNECT port</c>) or <c>tcp</c>.</param>
 /// <param name="Address">Socket path, or IP address for tcp.</param>
@@ -55,6 +61,12 @@ public sealed record VmBootSpec
     public required string MemoryFilePath { get; init; }
 
     public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
+
+    /// <summary>A network card for the guest, or null for none. Children inherit it (same tap name, MAC, IP).</summary>
+    public NicSpec? Nic { get; init; }
+
+    /// <summary>Network namespace to start the VMM in (where <see cref="NicSpec.TapName"/> lives), or null for the host namespace.</summary>
+    public string? NetworkNamespace { get; init; }
 }
 
 /// <summary>The two files a saved VM consists of.</summary>

@@ -25,6 +25,10 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Start each child in its own network namespace forkd-child-&lt;i&gt; (see Initialize-ForkdNetwork).</summary>
+    [Parameter]
+    public SwitchParameter Network { get; set; }
+
     protected override void ProcessRecord()
     {
         if (!CheckTag(Tag) || !ShouldProcess(Tag, $"Fork {Count} child(ren)"))
@@ -34,7 +38,7 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
 
         using var pump = new PipelinePump();
         var activity = $"Invoke-ForkdFork {Tag}";
-        var forker = EngineHooks.Forker(Paths);
+        var forker = EngineHooks.Forker(Paths, Tag);
         var progress = pump.Progress<ForkProgress>(p => WriteProgress(new ProgressRecord(2, activity, $"{p.Ready} of {p.Count} ready, {p.Failed} failed")
         {
             PercentComplete = (int)(100.0 * (p.Ready + p.Failed) / p.Count),
@@ -46,6 +50,7 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
                 Tag = Tag,
                 Count = Count,
                 MemoryLimitMiB = MemoryLimitMiB,
+                Network = Network,
                 AllowSharedWritableVolumes = Force,
                 OnWarning = w => pump.Post(() => WriteWarning(w)),
             };

@@ -54,6 +54,14 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public string[] Volume { get; set; } = [];
 
+    /// <summary>The hypervisor: QEMU (default; KVM or TCG) or Firecracker (KVM only). Recorded in the snapshot.</summary>
+    [Parameter]
+    public Forkd.Core.Vmm.BackendKind Backend { get; set; } = Forkd.Core.Vmm.BackendKind.Qemu;
+
+    /// <summary>Give the guest a network card, so Invoke-ForkdFork -Network can put children on networks.</summary>
+    [Parameter]
+    public SwitchParameter Network { get; set; }
+
     protected override void EndProcessing()
     {
         CheckTag(Tag, terminating: true);
@@ -67,7 +75,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         try
         {
             var request = ResolveImage(pump);
-            var builder = EngineHooks.SnapshotBuilder(Paths);
+            var builder = EngineHooks.SnapshotBuilder(Paths, Backend);
             var progress = pump.Progress<SnapshotProgress>(p =>
                 WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent }));
             var result = pump.Run(Task.Run(() => builder.CreateAsync(request, progress, line => pump.Post(() => WriteVerbose(line)), StopToken),
@@ -85,7 +93,11 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            ThrowForkdError(ex, Tag);
+            // Whatever failed while booting, the host check is where to look first.
+            ThrowForkdError(ex.Hint is not null ? ex : new ForkdException(ex.ErrorId, ex.Kind, ex.Message, ex.Target, ex)
+            {
+                Hint = "Run Test-ForkdHost: it checks KVM (with a real boot), QEMU, Firecracker, cgroups and networking on this host.",
+            }, Tag);
         }
         catch (OperationCanceledException)
         {
@@ -112,6 +124,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
             Accelerator = Accelerator,
             Force = Force,
             Volumes = [.. Volume.Select(ParseVolume)],
+            Network = Network,
             CreatedBy = $"Forkd {MyInvocation.MyCommand.Module?.Version?.ToString() ?? "0.0.0"}",
         };
         if (ParameterSetName == KernelSet)

@@ -61,7 +61,7 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
             };
             request = RecipeImages.Resolve(request, Recipe, MyInvocation.BoundParameters.ContainsKey(nameof(MemoryMiB)), Paths, pump, this, StopToken);
             var registry = new ChildRegistry(Paths);
-            var runner = new SandboxRunner(Paths, EngineHooks.SnapshotBuilder(Paths), EngineHooks.Forker(Paths), registry);
+            var runner = new SandboxRunner(Paths, EngineHooks.SnapshotBuilder(Paths), EngineHooks.Forker(Paths, tag), registry);
             var progress = new Progress<SnapshotProgress>(p => pump.Post(() =>
                 WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent })));
             var result = pump.Run(Task.Run(() => runner.RunAsync(request, Command, TimeSpan.FromSeconds(TimeoutSec), Keep, progress,

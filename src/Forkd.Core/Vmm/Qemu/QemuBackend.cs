@@ -37,9 +37,11 @@ public sealed class QemuBackend : IVmmBackend
             VcpuCount = spec.VcpuCount,
             Accelerator = spec.Accelerator,
             Drives = spec.Drives,
+            NicMac = spec.Nic?.GuestMac,
         };
-        var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.MemoryFilePath, incoming: false);
-        var pid = await LaunchAsync(args, spec.WorkDirectory, cancellationToken).ConfigureAwait(false);
+        var tap = spec.Nic is not null && spec.NetworkNamespace is not null ? spec.Nic.TapName : null;
+        var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.MemoryFilePath, incoming: false, tap);
+        var pid = await LaunchAsync(args, spec.WorkDirectory, spec.NetworkNamespace, cancellationToken).ConfigureAwait(false);
         var vm = new QemuVm(pid, spec.WorkDirectory, machine.ToJson());
         try
         {
@@ -59,8 +61,10 @@ public sealed class QemuBackend : IVmmBackend
         var snapshotDir = Path.GetDirectoryName(spec.Snapshot.MemoryPath) ?? ".";
         var machine = QemuMachineConfig.FromJson(spec.BackendConfig, snapshotDir) with { Accelerator = spec.Accelerator };
         machine = machine with { Drives = QemuDrives.Override(machine.Drives, spec.DriveOverrides) };
-        var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.Snapshot.MemoryPath, incoming: true);
-        var pid = await LaunchAsync(args, spec.WorkDirectory, cancellationToken).ConfigureAwait(false);
+        // In a child's network namespace the NIC gets that namespace's tap (same name in every namespace).
+        var tap = machine.NicMac is not null && spec.NetworkNamespace is not null ? Host.ChildNetworks.Tap : null;
+        var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.Snapshot.MemoryPath, incoming: true, tap);
+        var pid = await LaunchAsync(args, spec.WorkDirectory, spec.NetworkNamespace, cancellationToken).ConfigureAwait(false);
         var vm = new QemuVm(pid, spec.WorkDirectory, spec.BackendConfig);
         try
         {
@@ -77,9 +81,10 @@ public sealed class QemuBackend : IVmmBackend
     }
 
     /// <summary>Starts a daemonizing QEMU; returns the daemon's pid once the launcher exits (sockets then listen).</summary>
-    private async Task<int> LaunchAsync(IReadOnlyList<string> args, string workDirectory, CancellationToken cancellationToken)
+    private async Task<int> LaunchAsync(IReadOnlyList<string> args, string workDirectory, string? netns, CancellationToken cancellationToken)
     {
-        var psi = new ProcessStartInfo(Executable)
+        // ip netns exec enters the namespace and exec()s QEMU; the daemon it forks stays in it.
+        var psi = new ProcessStartInfo(netns is null ? Executable : "ip")
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -87,6 +92,14 @@ public sealed class QemuBackend : IVmmBackend
             UseShellExecute = false,
             WorkingDirectory = workDirectory,
         };
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, Executable })
+            {
+                psi.ArgumentList.Add(a);
+            }
+        }
+
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);

@@ -30,6 +30,8 @@ public sealed record QemuMachineConfig
 
     /// <summary>Block devices in guest order (vda, vdb, …): a shared read-only root disk first, then volumes.</summary>
     public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
+    /// <summary>The guest NIC's MAC, or null for a guest without network. Children repeat it (same MAC, same IP).</summary>
+    public string? NicMac { get; init; }
 
     public string Cpu => Accelerator == Accelerator.Kvm ? "host" : "max";
 
@@ -44,6 +46,7 @@ public sealed record QemuMachineConfig
         ["accelerator"] = Accelerator.ToString().ToLowerInvariant(),
         ["agent_port"] = AgentPort,
         ["drives"] = QemuDrives.ToJson(Drives),
+        ["nic_mac"] = NicMac,
     };
 
     /// <summary>Reads a recorded config; relative kernel/initrd names resolve against <paramref name="baseDirectory"/> (the snapshot dir).</summary>
@@ -65,6 +68,7 @@ public sealed record QemuMachineConfig
             Accelerator = string.Equals(json["accelerator"]?.GetValue<string>(), "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg,
             AgentPort = json["agent_port"]?.GetValue<string>() ?? AgentPortName,
             Drives = QemuDrives.FromJson(json["drives"] as JsonArray, baseDirectory),
+            NicMac = json["nic_mac"]?.GetValue<string>(),
         };
     }
 }
@@ -81,7 +85,8 @@ public static class QemuCommandLine
     /// Arguments for a parent (<paramref name="incoming"/> false: RAM file mapped shared, so a save leaves guest RAM
     /// in it) or a child (true: the same file mapped private = copy-on-write, device state loaded later by QMP).
     /// </summary>
-    public static IReadOnlyList<string> Build(QemuMachineConfig machine, string workDirectory, string memoryFile, bool incoming)
+    /// <param name="tap">Tap device (in the VMM's network namespace) backing the NIC; null gives a NIC that reaches nothing.</param>
+    public static IReadOnlyList<string> Build(QemuMachineConfig machine, string workDirectory, string memoryFile, bool incoming, string? tap = null)
     {
         ArgumentNullException.ThrowIfNull(machine);
         var mem = machine.MemoryMiB.ToString(CultureInfo.InvariantCulture);
@@ -118,6 +123,17 @@ public static class QemuCommandLine
             // Daemonized QEMU calls setsid and outlives pwsh; it exits the launcher only once its sockets listen.
             "-daemonize",
         ]);
+        if (machine.NicMac is not null)
+        {
+            // Migration carries the virtio-net device, not its backend: a parent without a tap and its
+            // children on per-namespace taps load the same state. Without a tap the card sits alone on a
+            // hub port and reaches nothing ("user" would not do: slirp adds its own section to the vmstate).
+            var backend = tap is null
+                ? "hubport,id=net0,hubid=0"
+                : $"tap,id=net0,ifname={tap},script=no,downscript=no";
+            args.AddRange(["-netdev", backend, "-device", $"virtio-net-device,netdev=net0,mac={machine.NicMac}"]);
+        }
+
         if (incoming)
         {
             args.AddRange(["-incoming", "defer"]);

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using Forkd.Core.Host;
+using Forkd.Core.Store;
+
+namespace Forkd.Core.Hub;
+
+/// <summary>
+/// Pull (GET, redirects followed) and push (PUT to a presigned URL) of packs. A download is verified
+/// and installed while it streams, so nothing of a failed pull stays on disk; errors say what most
+/// likely went wrong (tag not published, URL expired, server unreachable, connection dropped).
+/// </summary>
+public sealed class HubClient : IDisposable
+{
+    public const string HubVariable = "FORKD_HUB_URL";
+    private readonly HttpClient _http;
+
+    public HubClient(HttpMessageHandler? handler = null)
+    {
+        handler ??= new SocketsHttpHandler
+        {
+            AllowAutoRedirect = true,
+            MaxAutomaticRedirections = 10,
+            ConnectTimeout = TimeSpan.FromSeconds(30),
+            AutomaticDecompression = DecompressionMethods.None,
+        };
+        _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+        _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("Forkd.PowerShell", "1"));
+    }
+
+    /// <summary>
+    /// forkd's pull target rule: an http(s) URL is used as is; <c>owner/tag</c> becomes
+    /// <c>{hub}/{slug}.forkd-snapshot.tar.zst</c>, where every character that is neither a letter, a digit
+    /// nor '/' turns into '-'. The hub is <paramref name="hub"/>, else <c>FORKD_HUB_URL</c>.
+    /// </summary>
+    public static Uri ResolvePullTarget(string target, string? hub, Func<string, string?> env)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(env);
+        if (target.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || target.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            return Uri.TryCreate(target, UriKind.Absolute, out var direct)
+                ? direct
+                : throw TargetInvalid(target, "it is not a valid URL");
+        }
+
+        if (!target.Contains('/', StringComparison.Ordinal) || target.Contains(' ', StringComparison.Ordinal))
+        {
+            throw TargetInvalid(target, "expected an http(s) URL or the owner/tag short form");
+        }
+
+        var hubBase = string.IsNullOrWhiteSpace(hub) ? env(HubVariable) : hub;
+        if (string.IsNullOrWhiteSpace(hubBase))
+        {
+            // forkd fell back to forkd-hub.deeplethe.com, a host that never existed.
+            throw new ForkdException("HubNotConfigured", ForkdErrorKind.InvalidArgument,
+                $"'{target}' is a hub short form, but no hub is configured", target)
+            {
+                Hint = $"Pass -Hub <https://base-url> or set ${HubVariable}; or pass the pack's full URL with -Uri.",
+            };
+        }
+
+        var slug = new string(target.Select(c => char.IsLetterOrDigit(c) || c == '/' ? c : '-').ToArray());
+        var text = hubBase.TrimEnd('/') + "/" + slug + PackFormat.FileSuffix;
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
+        {
+            throw TargetInvalid(hubBase, "the hub base is not an http(s) URL");
+        }
+
+        return url;
+    }
+
+    /// <summary>The URL without user info and query (a presigned URL's query is a credential).</summary>
+    public static string Redact(Uri url)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        var text = $"{url.Scheme}://{url.Authority}{url.AbsolutePath}";
+        return url.Query.Length > 1 ? text + "?…" : text;
+    }
+
+    /// <summary>Downloads and installs a pack in one streaming pass.</summary>
+    public async Task<SnapshotInfo> PullAsync(PackInstaller installer, Uri url, ImportOptions options, IProgress<PackProgress>? progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(installer);
+        ArgumentNullException.ThrowIfNull(url);
+        var shown = Redact(url);
+        using var request = new HttpRequestMessage(HttpMethod.Get, url);
+        using var response = await Send(request, shown, "GET", ct).ConfigureAwait(false);
+        CheckStatus(response, shown, "GET");
+        var length = response.Content.Headers.ContentLength;
+        var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
+        await using var guarded = new TransferGuardStream(body, shown, length);
+        // The import reads synchronously; closing the body is what unblocks a read from a stalled server on Ctrl+C.
+        await using var abort = ct.Register(body.Dispose);
+        return await Task.Factory.StartNew(() => installer.Import(guarded, shown, length, options, progress, ct),
+            ct, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+    }
+
+    /// <summary>Packs <paramref name="tag"/> to a temp file and PUTs it with an explicit Content-Length and no Content-Type.</summary>
+    public async Task<PublishResult> PublishAsync(ForkdPaths paths, string tag, Uri url, PackOptions options, IProgress<PackProgress>? progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        TagRule.Validate(tag);
+        var shown = Redact(url);
+        var work = WorkDirectories.Create(paths, WorkDirKind.Push, tag);
+        try
+        {
+            var file = Path.Combine(work, PackFormat.DefaultFileName(tag));
+            var pack = await new PackWriter(paths).ExportAsync(tag, file, options, progress, ct).ConfigureAwait(false);
+            var clock = Stopwatch.StartNew();
+            var report = new ProgressThrottle(progress, "Uploading " + tag, pack.PackedBytes, clock);
+            await using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            await using var counted = new TransferGuardStream(stream, shown, pack.PackedBytes, report);
+            using var content = new StreamContent(counted, 256 * 1024);
+            content.Headers.ContentLength = pack.PackedBytes;
+            using var request = new HttpRequestMessage(HttpMethod.Put, url) { Content = content };
+            using var response = await Send(request, shown, "PUT", ct).ConfigureAwait(false);
+            CheckStatus(response, shown, "PUT");
+            report.Final();
+            var seconds = Math.Max(clock.Elapsed.TotalSeconds, 0.001);
+            return new PublishResult
+            {
+                Tag = tag,
+                Uri = shown,
+                StatusCode = (int)response.StatusCode,
+                BytesSent = pack.PackedBytes,
+                UploadDuration = clock.Elapsed,
+                MiBPerSecond = Math.Round(pack.PackedBytes / 1048576.0 / seconds, 1),
+                Pack = pack with { Path = shown },
+            };
+        }
+        finally
+        {
+            SafeDelete.Delete(work);
+        }
+    }
+
+    private async Task<HttpResponseMessage> Send(HttpRequestMessage request, string shown, string method, CancellationToken ct)
+    {
+        try
+        {
+            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
+        }
+        catch (HttpRequestException ex) when (!ct.IsCancellationRequested)
+        {
+            var sending = method == "PUT" && ex.HttpRequestError is HttpRequestError.ResponseEnded or HttpRequestError.Unknown;
+            throw new ForkdException(sending ? "HubUploadInterrupted" : "HubUnreachable", ForkdErrorKind.ConnectionFailed,
+                sending
+                    ? $"{method} {shown} failed: the server closed the connection during the upload ({ex.Message})"
+                    : $"{method} {shown} failed: cannot reach the server ({ex.Message})",
+                shown, ex)
+            {
+                Hint = sending
+                    ? "The presigned URL may have expired or the server rejected the upload; create a fresh URL and retry."
+                    : "Check the URL, DNS and whether the server is reachable from this host.",
+            };
+        }
+    }
+
+    private static void CheckStatus(HttpResponseMessage response, string shown, string method)
+    {
+        if (response.IsSuccessStatusCode)
+        {
+            return;
+        }
+
+        var code = (int)response.StatusCode;
+        var status = $"{method} {shown} returned {code} {response.ReasonPhrase}";
+        throw code switch
+        {
+            404 => new ForkdException("HubPackNotFound", ForkdErrorKind.NotFound,
+                $"{status}: the pack is probably not published (yet), or the name is misspelt", shown)
+            {
+                Hint = "Check the owner/tag or URL; the publisher has to Publish-ForkdPack it first.",
+            },
+            401 or 403 => new ForkdException("HubAccessDenied", ForkdErrorKind.PermissionDenied,
+                method == "PUT"
+                    ? $"{status}: the presigned URL has probably expired or was signed for other headers (we send Content-Length and no Content-Type)"
+                    : $"{status}: the URL has probably expired, or the bucket is private", shown)
+            {
+                Hint = "Ask for a fresh presigned URL.",
+            },
+            _ => new ForkdException("HubHttpError", ForkdErrorKind.ProtocolError, status, shown)
+            {
+                Hint = code == 400 && method == "PUT"
+                    ? "400 often means a header mismatch: the URL must be signed without a Content-Type."
+                    : "The server refused the request; try again later or check the URL.",
+            },
+        };
+    }
+
+    public void Dispose() => _http.Dispose();
+
+    private static ForkdException TargetInvalid(string target, string why) =>
+        new("HubTargetInvalid", ForkdErrorKind.InvalidArgument, $"invalid pull target '{target}': {why}", target);
+}

@@ -1,0 +1,226 @@
+using System.Buffers;
+using System.Text;
+using Forkd.Core.Store;
+using Microsoft.Win32.SafeHandles;
+
+namespace Forkd.Core.Hub;
+
+/// <summary>
+/// Reads a pack and writes its files into an empty directory, refusing anything a v1 pack does not
+/// contain before a byte of it is written: the manifest must come first; every later entry must be a
+/// regular file the manifest declares, once, with the declared size. Hashes are checked as each file
+/// ends. Zero pages are left as holes (seek, not write), so a memory image costs only its used pages.
+/// </summary>
+public static class PackExtractor
+{
+    private const int BufferSize = 1024 * 1024;
+    private const int PageSize = 4096;
+
+    /// <summary>
+    /// Extracts <paramref name="source"/> into <paramref name="directory"/>. <paramref name="onManifest"/> runs
+    /// after the manifest is read and before any data is written; it may throw to stop the import.
+    /// </summary>
+    public static PackManifest Extract(Stream source, string sourceName, string directory, Action<PackManifest> onManifest,
+        Action<long>? onCompressedBytes, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(onManifest);
+        using var zstd = new ZstdReadStream(source, sourceName);
+        var tar = new TarReader(zstd, sourceName);
+        var first = tar.Next() ?? throw ManifestMissing(sourceName, "the archive is empty");
+        var firstName = CheckEntry(first, sourceName);
+        if (firstName != PackFormat.ManifestName)
+        {
+            throw ManifestMissing(sourceName, $"its first entry is '{Printable(firstName)}', and a forkd pack starts with {PackFormat.ManifestName}");
+        }
+
+        var manifest = ReadManifest(tar, first, sourceName);
+        onManifest(manifest);
+
+        var declared = manifest.Files.ToDictionary(f => f.Path, StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        while (tar.Next() is { } entry)
+        {
+            ct.ThrowIfCancellationRequested();
+            var name = CheckEntry(entry, sourceName);
+            if (name == PackFormat.ManifestName || !seen.Add(name))
+            {
+                throw Error("PackDuplicateEntry", sourceName, $"'{Printable(name)}' appears twice in the archive");
+            }
+
+            if (!declared.TryGetValue(name, out var expected))
+            {
+                throw Error("PackUnexpectedEntry", sourceName, $"entry '{Printable(name)}' is not declared in the manifest");
+            }
+
+            if (entry.Size > expected.Size)
+            {
+                throw Error("PackEntryTooLarge", sourceName,
+                    $"entry '{name}' is {entry.Size} bytes but the manifest declares {expected.Size}; refusing to read it");
+            }
+
+            if (entry.Size < expected.Size)
+            {
+                throw Integrity(sourceName, $"entry '{name}' is {entry.Size} bytes but the manifest declares {expected.Size}");
+            }
+
+            var actual = WriteFile(tar, Path.Combine(directory, name), entry.Size, () => onCompressedBytes?.Invoke(zstd.CompressedBytesRead), ct);
+            if (!string.Equals(actual, expected.Sha256, StringComparison.Ordinal))
+            {
+                throw Integrity(sourceName, $"{name} has sha256 {actual} but the manifest says {expected.Sha256}");
+            }
+        }
+
+        var missing = declared.Keys.Where(k => !seen.Contains(k)).ToList();
+        if (missing.Count > 0)
+        {
+            throw Error("PackFileMissing", sourceName, $"the manifest declares {string.Join(", ", missing)} but the archive does not contain it");
+        }
+
+        onCompressedBytes?.Invoke(zstd.CompressedBytesRead);
+        return manifest;
+    }
+
+    private static PackManifest ReadManifest(TarReader tar, TarEntryHeader entry, string source)
+    {
+        if (entry.Size > PackFormat.MaxManifestBytes)
+        {
+            throw Error("PackManifestInvalid", source, $"manifest.toml is {entry.Size} bytes; a manifest is never larger than {PackFormat.MaxManifestBytes}");
+        }
+
+        var bytes = new byte[entry.Size];
+        tar.Read(bytes);
+        string text;
+        try
+        {
+            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+        }
+        catch (DecoderFallbackException ex)
+        {
+            throw Error("PackManifestInvalid", source, "manifest.toml is not UTF-8 text", ex);
+        }
+
+        var manifest = PackManifest.Parse(text, source);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var file in manifest.Files)
+        {
+            if (!PackFormat.DataFiles.Contains(file.Path))
+            {
+                throw Error("PackManifestInvalid", source,
+                    $"the manifest declares '{Printable(file.Path)}'; a v1 pack holds only {string.Join(", ", PackFormat.DataFiles)}");
+            }
+
+            if (!names.Add(file.Path))
+            {
+                throw Error("PackManifestInvalid", source, $"the manifest declares '{file.Path}' twice");
+            }
+        }
+
+        foreach (var required in new[] { SnapshotFiles.VmState, SnapshotFiles.Memory })
+        {
+            if (!names.Contains(required))
+            {
+                throw Error("PackIncomplete", source, $"the manifest does not declare '{required}', so the snapshot could not be forked");
+            }
+        }
+
+        return manifest;
+    }
+
+    /// <summary>The entry's name with a leading "./" removed, after refusing traversal, links and special files.</summary>
+    private static string CheckEntry(TarEntryHeader entry, string source)
+    {
+        var name = entry.Name;
+        // forkd's rule (any "..", a leading '/'), plus NUL and backslash, which no pack needs.
+        if (name.Length == 0 || name.Contains("..", StringComparison.Ordinal) || name.StartsWith('/') ||
+            name.Contains('\0', StringComparison.Ordinal) || name.Contains('\\', StringComparison.Ordinal))
+        {
+            throw Error("PackUnsafeEntryName", source, $"refusing entry with an unsafe name '{Printable(name)}'");
+        }
+
+        switch (entry.Type)
+        {
+            case TarEntryType.SymbolicLink:
+            case TarEntryType.HardLink:
+                throw Error("PackLinkEntry", source,
+                    $"refusing {(entry.Type == TarEntryType.SymbolicLink ? "symbolic" : "hard")} link '{Printable(name)}' -> '{Printable(entry.LinkName ?? "")}'; packs hold only regular files");
+            case TarEntryType.Regular:
+                break;
+            default:
+                throw Error("PackSpecialEntry", source,
+                    $"refusing entry '{Printable(name)}' of type {entry.Type} (tar type '{Printable(entry.TypeFlag.ToString())}'); packs hold only regular files");
+        }
+
+        return name.StartsWith("./", StringComparison.Ordinal) ? name[2..] : name;
+    }
+
+    private static string WriteFile(TarReader tar, string path, long size, Action reportProgress, CancellationToken ct)
+    {
+        using var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        using var hasher = new BackgroundHasher();
+        long offset = 0;
+        while (offset < size)
+        {
+            ct.ThrowIfCancellationRequested();
+            var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+            int n;
+            try
+            {
+                n = tar.Read(buffer.AsSpan(0, (int)Math.Min(BufferSize, size - offset)));
+                WriteSkippingZeroPages(handle, buffer.AsSpan(0, n), offset);
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                throw;
+            }
+
+            hasher.Add(buffer, n, BackgroundHasher.ReturnToPool); // hashed on another core, then pooled again
+            offset += n;
+            reportProgress();
+        }
+
+        RandomAccess.SetLength(handle, size); // trailing zero pages become a hole
+        return hasher.Finish();
+    }
+
+    private static void WriteSkippingZeroPages(SafeFileHandle handle, ReadOnlySpan<byte> data, long fileOffset)
+    {
+        var runStart = -1;
+        for (var pos = 0; pos < data.Length; pos += PageSize)
+        {
+            var page = data.Slice(pos, Math.Min(PageSize, data.Length - pos));
+            var zero = page.IndexOfAnyExcept((byte)0) < 0;
+            if (!zero && runStart < 0)
+            {
+                runStart = pos;
+            }
+            else if (zero && runStart >= 0)
+            {
+                RandomAccess.Write(handle, data[runStart..pos], fileOffset + runStart);
+                runStart = -1;
+            }
+        }
+
+        if (runStart >= 0)
+        {
+            RandomAccess.Write(handle, data[runStart..], fileOffset + runStart);
+        }
+    }
+
+    private static ForkdException ManifestMissing(string source, string detail) =>
+        Error("PackManifestMissing", source, $"no manifest.toml: {detail}");
+
+    private static ForkdException Integrity(string source, string detail) =>
+        new("PackIntegrityMismatch", ForkdErrorKind.InvalidData, $"integrity check failed for {source}: {detail}", source)
+        {
+            Hint = "The pack is corrupted (a truncated download, bit rot or tampering); fetch it again.",
+        };
+
+    private static ForkdException Error(string errorId, string source, string detail, Exception? inner = null) =>
+        new(errorId, ForkdErrorKind.InvalidData, $"malformed pack {source}: {detail}", source, inner)
+        {
+            Hint = "Only import packs from sources you trust; this one does not follow the forkd pack format v1.",
+        };
+
+    internal static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+}

@@ -1,0 +1,224 @@
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using Forkd.Core.Host;
+
+namespace Forkd.Core.Vmm.Firecracker;
+
+/// <summary>
+/// Firecracker behind the engine's VMM interface. Each VM runs in its own work dir, which is also
+/// the Firecracker process's working directory: disks and the vsock socket are configured by
+/// paths relative to it, and Firecracker stores those relative paths in the snapshot. A child
+/// started in its own work dir therefore opens its own disk files and its own vsock socket,
+/// with no override calls, on every Firecracker version.
+/// </summary>
+public sealed class FirecrackerBackend : IVmmBackend
+{
+    public const string ApiSocketName = "fc.sock";
+    public const string ConsoleLogName = "console.log";
+    public const string VsockSocketName = "vsock.sock";
+
+    /// <summary>The guest agent's vsock port (the same number as its TCP port).</summary>
+    public const int AgentVsockPort = 8888;
+
+    /// <summary>Guest CIDs 0–2 are reserved; every VM is alone behind its own vsock socket, so all use 3.</summary>
+    public const int GuestCid = 3;
+
+    /// <summary>Added to the image's kernel arguments: serial console, reboot = exit, panic = exit.</summary>
+    public const string BaseBootArgs = "console=ttyS0 reboot=k panic=1";
+
+    private readonly string? _binary;
+
+    /// <param name="binaryPath">The firecracker executable; null finds it (<see cref="FirecrackerBinary.Locate"/>) at first use.</param>
+    public FirecrackerBackend(string? binaryPath = null)
+    {
+        _binary = binaryPath;
+    }
+
+    public BackendKind Kind => BackendKind.Firecracker;
+
+    /// <summary>How long a new Firecracker process may take to open its API socket.</summary>
+    public TimeSpan ApiSocketWait { get; init; } = TimeSpan.FromSeconds(5);
+
+    public async Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        if (spec.Accelerator != Accelerator.Kvm)
+        {
+            throw new ForkdException("FirecrackerNeedsKvm", ForkdErrorKind.NotSupported,
+                "Firecracker runs guests only with KVM; it has no software CPU", spec.Name)
+            {
+                Hint = "Use -Backend Qemu where KVM cannot boot a guest; Test-ForkdHost says whether it can.",
+            };
+        }
+
+        var drives = FirecrackerDrives.PrepareForBoot(spec.Drives, spec.WorkDirectory);
+        var config = new JsonObject
+        {
+            ["backend"] = nameof(BackendKind.Firecracker),
+            ["vcpuCount"] = spec.VcpuCount,
+            ["memoryMiB"] = spec.MemoryMiB,
+            ["guestCid"] = GuestCid,
+            ["vsockSocket"] = VsockSocketName,
+            ["agentVsockPort"] = AgentVsockPort,
+            ["drives"] = FirecrackerDrives.ToJson(drives),
+        };
+        if (spec.Nic is not null)
+        {
+            config["nic"] = new JsonObject { ["deviceId"] = spec.Nic.DeviceId, ["tap"] = spec.Nic.TapName, ["mac"] = spec.Nic.GuestMac };
+        }
+
+        // Firecracker opens the tap at boot; a parent without a namespace of its own gets a private one.
+        var netns = spec.NetworkNamespace;
+        string? bootNamespace = null;
+        if (spec.Nic is not null && netns is null)
+        {
+            netns = bootNamespace = ChildNetworks.CreateBootNamespace(spec.Nic.TapName);
+        }
+
+        FirecrackerVm vm;
+        try
+        {
+            vm = await LaunchAsync(spec.Name, spec.WorkDirectory, netns, config, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            if (bootNamespace is not null)
+            {
+                ChildNetworks.DeleteBootNamespace(bootNamespace);
+            }
+
+            throw;
+        }
+
+        vm.OwnedNamespace = bootNamespace;
+        try
+        {
+            var api = vm.Api;
+            var bootArgs = (BaseBootArgs + " " + spec.KernelCommandLine).Trim();
+            await api.PutBootSourceAsync(new FcBootSource(Path.GetFullPath(spec.KernelPath), bootArgs,
+                spec.InitramfsPath is null ? null : Path.GetFullPath(spec.InitramfsPath)), cancellationToken).ConfigureAwait(false);
+            foreach (var d in drives)
+            {
+                await api.PutDriveAsync(new FcDrive(d.Id, d.FileName, d.IsRoot, d.ReadOnly), cancellationToken).ConfigureAwait(false);
+            }
+
+            await api.PutMachineConfigAsync(new FcMachineConfiguration(spec.VcpuCount, spec.MemoryMiB), cancellationToken).ConfigureAwait(false);
+            if (spec.Nic is not null)
+            {
+                await api.PutNetworkInterfaceAsync(new FcNetworkInterface(spec.Nic.DeviceId, spec.Nic.TapName, spec.Nic.GuestMac), cancellationToken).ConfigureAwait(false);
+            }
+
+            await api.PutVsockAsync(new FcVsock(GuestCid, VsockSocketName), cancellationToken).ConfigureAwait(false);
+
+            // virtio-rng: clones share the parent's entropy pool; this gives the guest a fresh source (docs/firecracker.md).
+            await api.PutEntropyAsync(cancellationToken).ConfigureAwait(false);
+            await api.StartInstanceAsync(cancellationToken).ConfigureAwait(false);
+            return vm;
+        }
+        catch
+        {
+            await vm.KillAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async Task<IVmHandle> RestoreAsync(VmRestoreSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var snapshotDir = Path.GetDirectoryName(Path.GetFullPath(spec.Snapshot.VmStatePath))!;
+        var drives = FirecrackerDrives.FromJson(spec.BackendConfig["drives"] as JsonArray);
+        FirecrackerDrives.PrepareForChild(drives, snapshotDir, spec.WorkDirectory, spec.DriveOverrides);
+        var config = (JsonObject)spec.BackendConfig.DeepClone();
+        var vm = await LaunchAsync(spec.Name, spec.WorkDirectory, spec.NetworkNamespace, config, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // One call: map memory.bin MAP_PRIVATE (copy-on-write), load device state, resume.
+            await vm.Api.LoadSnapshotAsync(new FcSnapshotLoad(
+                Path.GetFullPath(spec.Snapshot.VmStatePath),
+                FcMemoryBackend.File(Path.GetFullPath(spec.Snapshot.MemoryPath)),
+                ResumeVm: true), cancellationToken).ConfigureAwait(false);
+            return vm;
+        }
+        catch
+        {
+            await vm.KillAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<FirecrackerVm> LaunchAsync(string name, string workDirectory, string? netns, JsonObject config, CancellationToken ct)
+    {
+        var binary = _binary ?? FirecrackerBinary.Require();
+        Directory.CreateDirectory(workDirectory);
+        var apiSocket = Path.Combine(workDirectory, ApiSocketName);
+        var console = Path.Combine(workDirectory, ConsoleLogName);
+        File.Delete(apiSocket);
+        File.Delete(Path.Combine(workDirectory, VsockSocketName));
+        var process = DetachedVmmProcess.Start([binary, "--api-sock", apiSocket], workDirectory, console, netns);
+        var vm = new FirecrackerVm(name, workDirectory, process, new FirecrackerApiClient(apiSocket), config);
+        try
+        {
+            await WaitForApiAsync(apiSocket, process, console, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await vm.KillAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return vm;
+    }
+
+    /// <summary>Waits until the API socket accepts a connection (it exists a moment before it listens).</summary>
+    private async Task WaitForApiAsync(string apiSocket, DetachedVmmProcess process, string console, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + ApiSocketWait;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (process.HasExited)
+            {
+                throw new ForkdException("FirecrackerExited", ForkdErrorKind.Failed,
+                    $"Firecracker exited before opening its API socket: {Tail(console)}", apiSocket)
+                {
+                    Hint = "Run Test-ForkdHost: Firecracker needs /dev/kvm that can run guests.",
+                };
+            }
+
+            if (File.Exists(apiSocket))
+            {
+                using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await probe.ConnectAsync(new UnixDomainSocketEndPoint(apiSocket), ct).ConfigureAwait(false);
+                    return;
+                }
+                catch (SocketException)
+                {
+                    // bound but not listening yet
+                }
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new ForkdException("FirecrackerApiTimeout", ForkdErrorKind.Timeout,
+                    $"Firecracker did not open {apiSocket} within {ApiSocketWait.TotalSeconds:0} s", apiSocket);
+            }
+
+            await Task.Delay(20, ct).ConfigureAwait(false);
+        }
+    }
+
+    internal static string Tail(string file)
+    {
+        try
+        {
+            var text = File.ReadAllText(file).Trim();
+            return text.Length == 0 ? "(no console output)" : text.Length > 600 ? "…" + text[^600..] : text;
+        }
+        catch (IOException)
+        {
+            return "(no console log)";
+        }
+    }
+}

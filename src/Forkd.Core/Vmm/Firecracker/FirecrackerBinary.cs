@@ -1,0 +1,89 @@
+using System.Diagnostics;
+
+namespace Forkd.Core.Vmm.Firecracker;
+
+/// <summary>Finds the <c>firecracker</c> executable: <c>FORKD_FIRECRACKER</c> first, then <c>PATH</c>.</summary>
+public static class FirecrackerBinary
+{
+    public const string PathVariable = "FORKD_FIRECRACKER";
+
+    /// <summary>The binary's full path, or null when there is none.</summary>
+    public static string? Locate(Func<string, string?>? env = null)
+    {
+        env ??= Environment.GetEnvironmentVariable;
+        var explicitPath = env(PathVariable);
+        if (!string.IsNullOrEmpty(explicitPath))
+        {
+            return IsExecutable(explicitPath) ? Path.GetFullPath(explicitPath) : null;
+        }
+
+        foreach (var dir in (env("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(dir, "firecracker");
+            if (IsExecutable(candidate))
+            {
+                return Path.GetFullPath(candidate);
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Like <see cref="Locate"/>, but a missing binary is a clear error.</summary>
+    public static string Require()
+    {
+        var explicitPath = Environment.GetEnvironmentVariable(PathVariable);
+        return Locate() ?? throw new ForkdException("FirecrackerNotFound", ForkdErrorKind.NotFound,
+            string.IsNullOrEmpty(explicitPath)
+                ? "the Firecracker backend needs a 'firecracker' executable on PATH, and there is none"
+                : $"{PathVariable} is '{explicitPath}', which is not an executable file", explicitPath)
+        {
+            Hint = "Install Firecracker (a release binary for this CPU) or set FORKD_FIRECRACKER; Test-ForkdHost shows what it finds. Or use -Backend Qemu.",
+        };
+    }
+
+    /// <summary>The first line of <c>firecracker --version</c> (e.g. "Firecracker v1.10.1"), or null.</summary>
+    public static string? Version(string binary, TimeSpan? timeout = null)
+    {
+        try
+        {
+            var start = new ProcessStartInfo(binary, "--version")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            using var p = Process.Start(start);
+            if (p is null)
+            {
+                return null;
+            }
+
+            var line = p.StandardOutput.ReadLine();
+            if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(5)))
+            {
+                p.Kill();
+                return null;
+            }
+
+            return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+    }
+
+    private static bool IsExecutable(string path)
+    {
+        try
+        {
+            var info = new FileInfo(path);
+            return info.Exists && (info.UnixFileMode & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}

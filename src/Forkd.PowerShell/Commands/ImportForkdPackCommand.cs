@@ -1,0 +1,95 @@
+using System.Management.Automation;
+using Forkd.Core;
+using Forkd.Core.Hub;
+using Forkd.Core.Store;
+
+namespace Forkd.PowerShell.Commands;
+
+/// <summary>Verifies and installs a pack as a local snapshot, from a file or a URL (forkd's <c>unpack</c> and <c>pull</c>).</summary>
+[Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet)]
+[OutputType(typeof(SnapshotInfo))]
+public sealed class ImportForkdPackCommand : ForkdCmdlet
+{
+    private const string PathSet = "Path";
+    private const string UriSet = "Uri";
+
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = "";
+
+    /// <summary>An http(s) URL, or <c>owner/tag</c> resolved against the hub.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = UriSet)]
+    [ValidateNotNullOrEmpty]
+    public string Uri { get; set; } = "";
+
+    /// <summary>Base URL for the <c>owner/tag</c> short form; <c>$env:FORKD_HUB_URL</c> when omitted.</summary>
+    [Parameter(ParameterSetName = UriSet)]
+    [ValidateNotNullOrEmpty]
+    public string? Hub { get; set; }
+
+    /// <summary>Install under this tag instead of the one in the pack's manifest.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Tag { get; set; }
+
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        if (Tag is not null && !CheckTag(Tag))
+        {
+            return;
+        }
+
+        try
+        {
+            var installer = new PackInstaller(Paths) { RunningChildrenOf = EngineHooks.RunningChildrenOf(Paths) };
+            var options = new ImportOptions { Tag = Tag, Force = Force };
+            var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
+            var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";
+            SnapshotInfo snapshot;
+            if (ParameterSetName == UriSet)
+            {
+                var url = HubClient.ResolvePullTarget(Uri, Hub, Environment.GetEnvironmentVariable);
+                if (!ShouldProcess($"{HubClient.Redact(url)} -> {target}", action))
+                {
+                    return;
+                }
+
+                using var client = new HubClient();
+                snapshot = new HubTaskRunner(this, 2).Run(p => client.PullAsync(installer, url, options, p, StopToken), StopToken);
+            }
+            else
+            {
+                var file = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path);
+                if (!ShouldProcess($"{file} -> {target}", action))
+                {
+                    return;
+                }
+
+                snapshot = new HubTaskRunner(this, 2).Run(p => installer.ImportFileAsync(file, options, p, StopToken), StopToken);
+            }
+
+            foreach (var volume in snapshot.Metadata.Volumes)
+            {
+                if (!File.Exists(volume.HostPath) && !Directory.Exists(volume.HostPath))
+                {
+                    WriteWarning($"snapshot '{snapshot.Tag}' mounts {volume.HostPath} at {volume.GuestPath}, which does not exist on this host; children need it there");
+                }
+            }
+
+            WriteObject(snapshot);
+        }
+        catch (ForkdException ex)
+        {
+            WriteForkdError(ex, ParameterSetName == UriSet ? Uri : Path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Disk full, permissions: the engine has removed its partial output already.
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, ParameterSetName == UriSet ? Uri : Path, inner: ex);
+        }
+    }
+}
