@@ -137,6 +137,8 @@ public sealed class SnapshotBuilder
                 // Linked, not copied, when the cache and the store share a file system: the image is never written.
                 progress?.Report(new("linking root disk", 3));
                 NativeFile.LinkOrCopy(request.RootDiskPath, Path.Combine(staging, RootDiskFile));
+                // Read-only for everyone, again: a tool that deleted another link to this inode may have added write bits.
+                File.SetUnixFileMode(Path.Combine(staging, RootDiskFile), UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
                 drives.Add(new DriveSpec(RootDriveId, Path.Combine(staging, RootDiskFile), ReadOnly: true, IsRoot: true));
             }
 
