@@ -25,6 +25,7 @@
         'Remove-ForkdImage'
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
+        'Start-ForkdSandbox'
         'Stop-ForkdChild'
         'Test-ForkdAgent'
         'Test-ForkdHost'

@@ -11,6 +11,12 @@ internal static class RecipeImages
     public static SnapshotRequest Resolve(SnapshotRequest request, string recipe, bool memoryGiven, ForkdPaths paths, PipelinePump pump,
         Cmdlet cmdlet, CancellationToken cancellationToken)
     {
+        var rootDisks = new RootDiskBuilder(paths);
+        if (rootDisks.IsRootDiskRecipe(recipe))
+        {
+            return ResolveRootDisk(rootDisks, request, recipe, memoryGiven, pump, cmdlet, cancellationToken);
+        }
+
         var builder = new GuestImageBuilder(paths);
         var progress = pump.Progress<GuestBuildProgress>(p =>
             cmdlet.WriteProgress(new ProgressRecord(3, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) }));
@@ -26,6 +32,26 @@ internal static class RecipeImages
             KernelCommandLine = image.KernelCommandLine,
             MemoryMiB = memoryGiven ? request.MemoryMiB : image.MemoryMiB,
             WarmupCode = warmup.Length == 0 ? null : warmup,
+        };
+    }
+
+    /// <summary>Big guests: kernel, a small boot initramfs and the shared read-only root disk.</summary>
+    private static SnapshotRequest ResolveRootDisk(RootDiskBuilder builder, SnapshotRequest request, string recipe, bool memoryGiven,
+        PipelinePump pump, Cmdlet cmdlet, CancellationToken cancellationToken)
+    {
+        var progress = new Progress<GuestBuildProgress>(p => pump.Post(() =>
+            cmdlet.WriteProgress(new ProgressRecord(3, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) })));
+        var image = pump.Run(Task.Run(() => builder.BuildAsync(recipe, false, progress, cancellationToken), cancellationToken));
+        cmdlet.WriteVerbose($"root disk {image.Recipe} ({image.ContentHash[..12]}): {image.Format} {image.RootDiskBytes / (1 << 20)} MiB, " +
+                            $"{image.Packages.Count} packages, kernel {image.KernelVersion}");
+        return request with
+        {
+            KernelPath = image.KernelPath,
+            InitramfsPath = image.InitramfsPath,
+            RootDiskPath = image.RootDiskPath,
+            KernelCommandLine = image.KernelCommandLine,
+            MemoryMiB = memoryGiven ? request.MemoryMiB : image.MemoryMiB,
+            WaitForWarmupBridge = image.WarmupCommand is not null,
         };
     }
 }

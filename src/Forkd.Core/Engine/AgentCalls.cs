@@ -72,7 +72,8 @@ public static class AgentCalls
                 Value = r.Error is not null ? null : r.ResultJson is not null ? GuestValue.Decode(r.ResultJson) : r.Result,
                 Repr = r.Result,
                 Error = r.Error,
-                Traceback = r.Traceback,
+                // Python errors carry a traceback; JavaScript ones (Node and browser recipes) the JS stack.
+                Traceback = r.Traceback ?? (string.IsNullOrEmpty(r.Stack) ? null : r.Stack),
                 DurationMs = clock.Elapsed.TotalMilliseconds,
             };
         }, cancellationToken);

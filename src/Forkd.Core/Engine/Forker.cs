@@ -19,6 +19,12 @@ public sealed record ForkRequest
 
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Fork even when several children would write one read-write volume (warned, not refused).</summary>
+    public bool AllowSharedWritableVolumes { get; init; }
+
+    /// <summary>Receives warnings (a forced shared writable volume).</summary>
+    public Action<string>? OnWarning { get; init; }
+
     /// <summary>Start each child in its own network namespace (Initialize-ForkdNetwork makes them).</summary>
     public bool Network { get; init; }
 }
@@ -72,6 +78,15 @@ public sealed class Forker
                 $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
         }
 
+        var sharedWrite = Volumes.CheckSharedWritable(tag, metadata.Volumes, request.Count, _registry.RunningChildrenOf(tag).Count,
+            request.AllowSharedWritableVolumes);
+        IReadOnlyList<DriveSpec> driveOverrides = [];
+        if (sharedWrite is not null)
+        {
+            request.OnWarning?.Invoke(sharedWrite);
+            driveOverrides = [.. Volumes.Drives(metadata.Volumes).Where(d => !d.ReadOnly).Select(d => d with { AllowSharedWrite = true })];
+        }
+
         using var networkLock = request.Network ? await ChildNetworkAllocator.LockAsync(_paths, cancellationToken).ConfigureAwait(false) : null;
         var namespaces = request.Network ? ChildNetworkAllocator.Reserve(_registry, metadata.BackendConfig!, request.Count, tag) : null;
         var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
@@ -83,7 +98,8 @@ public sealed class Forker
         {
             try
             {
-                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, index, namespaces?[index - 1], c =>
+                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
+                    namespaces?[index - 1], c =>
                 {
                     lock (started)
                     {
@@ -121,7 +137,8 @@ public sealed class Forker
     }
 
     private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
-        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, int index, string? netns, Action<ForkdChild> onRegistered,
+        System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, IReadOnlyList<DriveSpec> driveOverrides, int index,
+        string? netns, Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
     {
         var id = ChildRegistry.NewId(request.Tag);
@@ -138,6 +155,7 @@ public sealed class Forker
                 Snapshot = files,
                 BackendConfig = backendConfig,
                 Accelerator = accelerator,
+                DriveOverrides = driveOverrides,
                 NetworkNamespace = netns,
             }, cancellationToken).ConfigureAwait(false);
         }

@@ -16,6 +16,12 @@ public sealed record SnapshotRequest
 
     public string? InitramfsPath { get; init; }
 
+    /// <summary>A root disk image (big guests): attached read-only as vda to the parent and every child, never written.</summary>
+    public string? RootDiskPath { get; init; }
+
+    /// <summary>Volumes attached to the parent and every child (forkd's <c>--volume</c>).</summary>
+    public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
+
     public string KernelCommandLine { get; init; } = "";
 
     public int MemoryMiB { get; init; } = 256;
@@ -33,6 +39,12 @@ public sealed record SnapshotRequest
     public string CreatedBy { get; init; } = "Forkd";
 
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>The image runs a warm-up process (FORKD_WARMUP_CMD): pause only once the agent reports it ready.</summary>
+    public bool WaitForWarmupBridge { get; init; }
+
+    /// <summary>How long the warm-up process may take (Chromium under TCG takes minutes).</summary>
+    public TimeSpan WarmupBridgeTimeout { get; init; } = TimeSpan.FromMinutes(20);
 
     /// <summary>Give the guest a network card (10.42.0.2, gateway 10.42.0.1), so children can get networks of their own.</summary>
     public bool Network { get; init; }
@@ -53,6 +65,8 @@ public sealed class SnapshotBuilder
 {
     public const string KernelFile = "vmlinux";
     public const string InitramfsFile = "initramfs.img";
+    public const string RootDiskFile = "rootdisk.img";
+    public const string RootDriveId = "root";
 
     private readonly ForkdPaths _paths;
     private readonly IVmmBackend _backend;
@@ -79,6 +93,12 @@ public sealed class SnapshotBuilder
             RequireFile(request.InitramfsPath, "InitramfsNotFound", "initramfs");
         }
 
+        if (request.RootDiskPath is not null)
+        {
+            RequireFile(request.RootDiskPath, "RootDiskNotFound", "root disk");
+        }
+
+        var volumes = Volumes.Validate(request.Volumes);
         using var tagLock = TagLock.Acquire(_paths, tag, "New-ForkdSnapshot");
         var finalDir = _paths.SnapshotDirectory(tag);
         if (Directory.Exists(finalDir))
@@ -110,17 +130,41 @@ public sealed class SnapshotBuilder
                 File.Copy(request.InitramfsPath, Path.Combine(staging, InitramfsFile));
             }
 
+            var drives = new List<DriveSpec>();
+            var commandLine = request.KernelCommandLine;
+            if (request.RootDiskPath is not null)
+            {
+                // Linked, not copied, when the cache and the store share a file system: the image is never written.
+                progress?.Report(new("linking root disk", 3));
+                NativeFile.LinkOrCopy(request.RootDiskPath, Path.Combine(staging, RootDiskFile));
+                // Read-only for everyone, again: a tool that deleted another link to this inode may have added write bits.
+                File.SetUnixFileMode(Path.Combine(staging, RootDiskFile), UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+                drives.Add(new DriveSpec(RootDriveId, Path.Combine(staging, RootDiskFile), ReadOnly: true, IsRoot: true));
+            }
+
+            drives.AddRange(Volumes.Drives(volumes));
+            var mounts = Volumes.MountsArgument(volumes, request.RootDiskPath is not null);
+            if (mounts.Length > 0)
+            {
+                commandLine = (commandLine + " " + mounts).Trim();
+                foreach (var v in volumes)
+                {
+                    log?.Invoke($"volume: {v.HostPath} → {v.GuestPath} ({(v.ReadOnly ? "ro" : "rw")})");
+                }
+            }
+
             var spec = new VmBootSpec
             {
                 Name = tag,
                 WorkDirectory = workDir,
                 KernelPath = Path.Combine(staging, KernelFile),
                 InitramfsPath = request.InitramfsPath is null ? null : Path.Combine(staging, InitramfsFile),
-                KernelCommandLine = request.Network ? (request.KernelCommandLine + " " + ChildNetworks.GuestKernelIpArgument).Trim() : request.KernelCommandLine,
+                KernelCommandLine = request.Network ? (commandLine + " " + ChildNetworks.GuestKernelIpArgument).Trim() : commandLine,
                 Nic = request.Network ? new NicSpec() : null,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,
                 MemoryFilePath = Path.Combine(staging, SnapshotFiles.Memory),
+                Drives = drives,
             };
 
             progress?.Report(new("choosing accelerator", 5));
@@ -142,6 +186,14 @@ public sealed class SnapshotBuilder
             clock.Restart();
             await using (agent.ConfigureAwait(false))
             {
+                if (request.WaitForWarmupBridge)
+                {
+                    progress?.Report(new("waiting for the recipe's warm-up process", 40));
+                    await WarmupBridgeWait.UntilReadyAsync(agent, request.WarmupBridgeTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
+                        .ConfigureAwait(false);
+                    log?.Invoke($"warm-up process ready after {clock.Elapsed.TotalSeconds:0.0} s");
+                }
+
                 if (!string.IsNullOrWhiteSpace(request.WarmupCode))
                 {
                     progress?.Report(new("running warm-up", 70));
@@ -164,6 +216,12 @@ public sealed class SnapshotBuilder
             // Children resolve these names against the snapshot dir, wherever it ends up.
             backendConfig["kernel"] = KernelFile;
             backendConfig["initrd"] = request.InitramfsPath is null ? null : InitramfsFile;
+            if (_backend.Kind == BackendKind.Qemu)
+            {
+                // The root disk sits in the snapshot dir: recorded relative, like the kernel. (Firecracker keeps its own drive records.)
+                backendConfig["drives"] = Vmm.Qemu.QemuDrives.ToJson(
+                    [.. drives.Select(d => d.IsRoot ? d with { HostPath = RootDiskFile } : d)]);
+            }
             new SnapshotMetadata
             {
                 CreatedAt = DateTimeOffset.UtcNow,
@@ -173,6 +231,7 @@ public sealed class SnapshotBuilder
                 Recipe = request.Recipe,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,
+                Volumes = volumes,
                 BackendConfig = backendConfig,
             }.Save(staging);
 

@@ -23,6 +23,8 @@ internal static class GuestRootFs
         "virtio_ring", "virtio", "virtio_mmio", "virtio_console",
         "failover", "net_failover", "virtio_net",
         "vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport",
+        // Volumes and root disks: block devices, and the RAM overlay over a read-only root disk.
+        "virtio_blk", "overlay", "squashfs",
     ];
 
     /// <summary>Deletes every path matching a rule: <c>**/name</c> matches a name anywhere, other rules match the relative path (<c>*</c> spans folders).</summary>

@@ -107,6 +107,8 @@ public sealed class StaleWorkDirSweeper
 
         try
         {
+            // A root-disk build killed mid-chroot can leave /proc, /sys or /dev mounted inside its tree.
+            Mounts.DetachAllUnder(candidate.Path);
             SafeDelete.Delete(candidate.Path);
             return fresh with { Action = WorkDirAction.Removed, Reason = null };
         }

@@ -17,7 +17,8 @@ public enum Accelerator
 }
 
 /// <summary>A block device given to the guest. The root disk of big guests is attached read-only and shared.</summary>
-public sealed record DriveSpec(string Id, string HostPath, bool ReadOnly, bool IsRoot = false);
+/// <param name="AllowSharedWrite">Skip the VMM's image lock, so several children may open one writable image (forced by the user, who was warned).</param>
+public sealed record DriveSpec(string Id, string HostPath, bool ReadOnly, bool IsRoot = false, bool AllowSharedWrite = false);
 
 /// <summary>
 /// A guest NIC backed by a tap device in the VMM's network namespace. Every child of a snapshot

@@ -21,6 +21,10 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [ValidateRange(16, 1048576)]
     public long? MemoryLimitMiB { get; set; }
 
+    /// <summary>Fork even when several children would write one read-write volume.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     /// <summary>Start each child in its own network namespace forkd-child-&lt;i&gt; (see Initialize-ForkdNetwork).</summary>
     [Parameter]
     public SwitchParameter Network { get; set; }
@@ -41,7 +45,15 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         }));
         try
         {
-            var request = new ForkRequest { Tag = Tag, Count = Count, MemoryLimitMiB = MemoryLimitMiB, Network = Network };
+            var request = new ForkRequest
+            {
+                Tag = Tag,
+                Count = Count,
+                MemoryLimitMiB = MemoryLimitMiB,
+                Network = Network,
+                AllowSharedWritableVolumes = Force,
+                OnWarning = w => pump.Post(() => WriteWarning(w)),
+            };
             var outcomes = pump.Run(Task.Run(() => forker.ForkAsync(request, progress, StopToken), StopToken));
             WriteProgress(new ProgressRecord(2, activity, "done") { RecordType = ProgressRecordType.Completed });
             foreach (var outcome in outcomes.OrderBy(o => o.Index))

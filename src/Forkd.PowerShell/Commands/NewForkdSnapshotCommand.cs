@@ -50,6 +50,10 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Volumes as <c>HOST:GUEST[:ro]</c> (forkd's <c>--volume</c>), attached to the parent and every child.</summary>
+    [Parameter]
+    public string[] Volume { get; set; } = [];
+
     /// <summary>The hypervisor: QEMU (default; KVM or TCG) or Firecracker (KVM only). Recorded in the snapshot.</summary>
     [Parameter]
     public Forkd.Core.Vmm.BackendKind Backend { get; set; } = Forkd.Core.Vmm.BackendKind.Qemu;
@@ -101,6 +105,12 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         }
     }
 
+    private VolumeSpec ParseVolume(string spec)
+    {
+        var volume = Volumes.Parse(spec);
+        return volume with { HostPath = GetUnresolvedProviderPathFromPSPath(volume.HostPath) };
+    }
+
     private SnapshotRequest ResolveImage(PipelinePump pump)
     {
         var common = new SnapshotRequest
@@ -113,6 +123,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
             WarmupCode = WarmupCode,
             Accelerator = Accelerator,
             Force = Force,
+            Volumes = [.. Volume.Select(ParseVolume)],
             Network = Network,
             CreatedBy = $"Forkd {MyInvocation.MyCommand.Module?.Version?.ToString() ?? "0.0.0"}",
         };

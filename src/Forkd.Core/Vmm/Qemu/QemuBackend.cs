@@ -36,6 +36,7 @@ public sealed class QemuBackend : IVmmBackend
             MemoryMiB = spec.MemoryMiB,
             VcpuCount = spec.VcpuCount,
             Accelerator = spec.Accelerator,
+            Drives = spec.Drives,
             NicMac = spec.Nic?.GuestMac,
         };
         var tap = spec.Nic is not null && spec.NetworkNamespace is not null ? spec.Nic.TapName : null;
@@ -59,6 +60,7 @@ public sealed class QemuBackend : IVmmBackend
         ArgumentNullException.ThrowIfNull(spec);
         var snapshotDir = Path.GetDirectoryName(spec.Snapshot.MemoryPath) ?? ".";
         var machine = QemuMachineConfig.FromJson(spec.BackendConfig, snapshotDir) with { Accelerator = spec.Accelerator };
+        machine = machine with { Drives = QemuDrives.Override(machine.Drives, spec.DriveOverrides) };
         // In a child's network namespace the NIC gets that namespace's tap (same name in every namespace).
         var tap = machine.NicMac is not null && spec.NetworkNamespace is not null ? Host.ChildNetworks.Tap : null;
         var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.Snapshot.MemoryPath, incoming: true, tap);

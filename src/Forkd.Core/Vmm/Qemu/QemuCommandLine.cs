@@ -28,6 +28,8 @@ public sealed record QemuMachineConfig
 
     public string AgentPort { get; init; } = AgentPortName;
 
+    /// <summary>Block devices in guest order (vda, vdb, …): a shared read-only root disk first, then volumes.</summary>
+    public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
     /// <summary>The guest NIC's MAC, or null for a guest without network. Children repeat it (same MAC, same IP).</summary>
     public string? NicMac { get; init; }
 
@@ -43,6 +45,7 @@ public sealed record QemuMachineConfig
         ["vcpu_count"] = VcpuCount,
         ["accelerator"] = Accelerator.ToString().ToLowerInvariant(),
         ["agent_port"] = AgentPort,
+        ["drives"] = QemuDrives.ToJson(Drives),
         ["nic_mac"] = NicMac,
     };
 
@@ -64,6 +67,7 @@ public sealed record QemuMachineConfig
             VcpuCount = json["vcpu_count"]?.GetValue<int>() ?? 1,
             Accelerator = string.Equals(json["accelerator"]?.GetValue<string>(), "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg,
             AgentPort = json["agent_port"]?.GetValue<string>() ?? AgentPortName,
+            Drives = QemuDrives.FromJson(json["drives"] as JsonArray, baseDirectory),
             NicMac = json["nic_mac"]?.GetValue<string>(),
         };
     }
@@ -106,9 +110,10 @@ public static class QemuCommandLine
             args.AddRange(["-initrd", machine.InitramfsPath]);
         }
 
+        args.AddRange(["-append", machine.Append]);
+        args.AddRange(QemuDrives.Arguments(machine.Drives));
         args.AddRange(
         [
-            "-append", machine.Append,
             "-serial", "file:" + Path.Combine(workDirectory, SerialLog),
             "-device", "virtio-serial-device",
             "-chardev", $"socket,id=agent,path={Path.Combine(workDirectory, AgentSocket)},server=on,wait=off",
