@@ -45,7 +45,7 @@ function Invoke-Build {
     if (Test-Path $out) { Remove-Item $out -Recurse -Force }
     New-Item -ItemType Directory -Path $out, (Join-Path $out 'en-US') | Out-Null
     # Allow-list: only our assemblies and their third-party dependencies, never the PowerShell reference set.
-    $allow = 'Forkd.Core.dll', 'Forkd.PowerShell.dll', 'Tmds.LibC.dll', 'ZstdSharp.dll', 'ICSharpCode.SharpZipLib.dll', 'Tomlyn.dll', 'K4os.Compression.LZ4.dll'
+    $allow = 'Forkd.Core.dll', 'Forkd.PowerShell.dll', 'Tmds.LibC.dll', 'ZstdSharp.dll', 'Tomlyn.dll', 'K4os.Compression.LZ4.dll'
     foreach ($name in $allow) {
         $file = Join-Path $publish $name
         if (Test-Path $file) { Copy-Item $file $out }
