@@ -78,10 +78,13 @@ function Invoke-Xunit {
         Write-Host 'xUnit produced no results (build failure?)'
         return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 }
     }
-    $c = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+    $run = ([xml](Get-Content $trx -Raw)).TestRun
+    $c = $run.ResultSummary.Counters
     $failed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted
     if ($LASTEXITCODE -ne 0 -and $failed -eq 0) { $failed = 1 }
-    [pscustomobject]@{ Passed = [int]$c.passed; Failed = $failed; Skipped = [int]$c.notExecuted }
+    # The summary counters leave skipped tests out of notExecuted; count them from the results.
+    $skipped = @($run.Results.UnitTestResult | Where-Object outcome -eq 'NotExecuted').Count
+    [pscustomobject]@{ Passed = [int]$c.passed; Failed = $failed; Skipped = $skipped }
 }
 
 function Invoke-PesterTests {

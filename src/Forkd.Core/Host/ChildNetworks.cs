@@ -213,7 +213,8 @@ public static partial class ChildNetworks
                     };
                 }
 
-                Ip("netns", "delete", item.Name); // takes its tap and veth pair with it
+                Ip("netns", "delete", item.Name); // takes its tap and veth pair with it...
+                WaitUntilGone(HostVethName(IndexOf(item.Name))); // ...but the kernel drops them asynchronously
                 break;
             case "BootNamespace" when BootNamespaceRegex().IsMatch(item.Name):
                 if (ProcessesIn(item.Name) is { Count: > 0 } booting)
@@ -225,7 +226,8 @@ public static partial class ChildNetworks
                 Ip("netns", "delete", item.Name);
                 break;
             case "Veth" when IsOurHostVeth(item.Name):
-                if (LinkExists(item.Name))
+                // A veth whose namespace is being torn down can vanish between the check and the delete.
+                if (HostCommand.TryRun("ip", ["link", "delete", item.Name]).Code != 0 && LinkExists(item.Name))
                 {
                     Ip("link", "delete", item.Name);
                 }
@@ -321,6 +323,15 @@ public static partial class ChildNetworks
             {
                 Hint = "Run pwsh as root (sudo). Test-ForkdHost -Name NetworkNamespaces shows what this host allows.",
             };
+        }
+    }
+
+    private static void WaitUntilGone(string link)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (LinkExists(link) && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(20);
         }
     }
 
