@@ -97,7 +97,7 @@ public sealed class GuestImageBuilder
             progress?.Report(new GuestBuildProgress($"Building guest image '{recipeName}'", status, percent));
 
         Directory.CreateDirectory(ImagesDirectory);
-        SweepStaleStaging();
+        CacheEntries.SweepStaleStaging(ImagesDirectory, StagingPrefix);
         Report("Resolving Debian packages", 1);
         var (recipe, debs, kernelPackage, packages, hash, finalDirectory) = await PlanAsync(recipeName, cancellationToken).ConfigureAwait(false);
         if (!force && GuestImage.TryLoad(finalDirectory) is { } cached)
@@ -183,7 +183,7 @@ public sealed class GuestImageBuilder
             image.Save(staging);
             cancellationToken.ThrowIfCancellationRequested();
             Report("Moving the image into the cache", 98);
-            return Publish(staging, finalDirectory, image);
+            return CacheEntries.Publish(staging, finalDirectory, image, GuestImage.TryLoad);
         }
         finally
         {
@@ -282,47 +282,5 @@ public sealed class GuestImageBuilder
         }
 
         cpio.Finish();
-    }
-
-    private static GuestImage Publish(string staging, string finalDirectory, GuestImage image)
-    {
-        string? previous = null;
-        if (Directory.Exists(finalDirectory))
-        {
-            previous = staging + ".old";
-            Directory.Move(finalDirectory, previous);
-        }
-
-        try
-        {
-            Directory.Move(staging, finalDirectory);
-        }
-        catch (IOException) when (GuestImage.TryLoad(finalDirectory) is not null)
-        {
-            // Another build of the same content won the race; its image is identical.
-        }
-        finally
-        {
-            if (previous is not null)
-            {
-                SafeDelete.Delete(previous);
-            }
-        }
-
-        return GuestImage.TryLoad(finalDirectory) ?? image;
-    }
-
-    /// <summary>Removes staging dirs whose building process is gone (a build killed with SIGKILL).</summary>
-    private void SweepStaleStaging()
-    {
-        foreach (var dir in Directory.EnumerateDirectories(ImagesDirectory, StagingPrefix + "*"))
-        {
-            var parts = Path.GetFileName(dir).Split('-');
-            var pid = parts.Length >= 3 && int.TryParse(parts[^2], NumberStyles.None, CultureInfo.InvariantCulture, out var p) ? p : 0;
-            if (pid > 0 && pid != Environment.ProcessId && !Directory.Exists($"/proc/{pid}"))
-            {
-                SafeDelete.Delete(dir);
-            }
-        }
     }
 }

@@ -48,7 +48,7 @@ public sealed class RootDiskBuilder
         void Report(string status, int percent) => progress?.Report(new GuestBuildProgress(activity, status, percent));
 
         Directory.CreateDirectory(RootDisksDirectory);
-        SweepStaleStaging();
+        CacheEntries.SweepStaleStaging(RootDisksDirectory, StagingPrefix);
         Report("Resolving Debian packages", 1);
         var debs = new DebianPackages(Path.Combine(CacheDirectory, "debs"));
         var kernelPackage = await debs.ResolveKernelAsync(recipe.KernelPackage, cancellationToken).ConfigureAwait(false);
@@ -131,7 +131,7 @@ public sealed class RootDiskBuilder
             image.Save(staging);
             cancellationToken.ThrowIfCancellationRequested();
             Report("Moving the image into the cache", 98);
-            return Publish(staging, finalDirectory, image);
+            return CacheEntries.Publish(staging, finalDirectory, image, RootDiskImage.TryLoad);
         }
         finally
         {
@@ -242,47 +242,5 @@ public sealed class RootDiskBuilder
         await ToolRunner.RunCheckedAsync("RootDiskImageFailed", "mkfs.ext4",
             ["-q", "-F", "-d", root, "-L", "forkd-root", "-m", "0", "-O", "^has_journal", "-E", "root_owner=0:0", image,
                 mib.ToString(CultureInfo.InvariantCulture) + "M"], null, cancellationToken).ConfigureAwait(false);
-    }
-
-    private static RootDiskImage Publish(string staging, string finalDirectory, RootDiskImage image)
-    {
-        string? previous = null;
-        if (Directory.Exists(finalDirectory))
-        {
-            previous = staging + ".old";
-            Directory.Move(finalDirectory, previous);
-        }
-
-        try
-        {
-            Directory.Move(staging, finalDirectory);
-        }
-        catch (IOException) when (RootDiskImage.TryLoad(finalDirectory) is not null)
-        {
-            // Another build of the same content won the race; its image is equivalent.
-        }
-        finally
-        {
-            if (previous is not null)
-            {
-                SafeDelete.Delete(previous);
-            }
-        }
-
-        return RootDiskImage.TryLoad(finalDirectory) ?? image;
-    }
-
-    /// <summary>Removes staging dirs whose building process is gone (a build killed with SIGKILL).</summary>
-    private void SweepStaleStaging()
-    {
-        foreach (var dir in Directory.EnumerateDirectories(RootDisksDirectory, StagingPrefix + "*"))
-        {
-            var parts = Path.GetFileName(dir).Split('-');
-            var pid = parts.Length >= 3 && int.TryParse(parts[^2], NumberStyles.None, CultureInfo.InvariantCulture, out var p) ? p : 0;
-            if (pid > 0 && pid != Environment.ProcessId && !Directory.Exists($"/proc/{pid}"))
-            {
-                SafeDelete.Delete(dir);
-            }
-        }
     }
 }
