@@ -101,11 +101,15 @@ function Invoke-PesterTests {
         $cfg.Run.Exit = $false
         $cfg.Output.Verbosity = 'Detailed'
         $cfg.Output.RenderMode = 'Plaintext'
-        $cfg.TestResult.Enabled = $true
-        $cfg.TestResult.OutputFormat = 'NUnitXml'
-        $cfg.TestResult.OutputPath = $ResultPath
+        # No XML report: Pester's NUnit writer throws on control characters in a failure message
+        # (e.g. a /proc cmdline), which loses the whole result; the console log is the record.
+        $cfg.TestResult.Enabled = $false
         if ($Tags) { $cfg.Filter.Tag = $Tags -split ',' }
         $r = Invoke-Pester -Configuration $cfg
+        if ($null -eq $r) {
+            @{ Passed = 0; Failed = 1; Skipped = 0 } | ConvertTo-Json | Set-Content $SummaryPath
+            exit 1
+        }
         $failed = $r.FailedCount + $r.FailedBlocksCount + $r.FailedContainersCount
         @{ Passed = $r.PassedCount; Failed = $failed; Skipped = $r.SkippedCount } | ConvertTo-Json | Set-Content $SummaryPath
         exit ([int]($failed -gt 0))

@@ -46,17 +46,46 @@ internal sealed class PipelinePump : IDisposable
 
     private void Pump(Task task)
     {
+        // Once the pipeline is stopping (Ctrl+C), every Write* throws. The engine work must still be
+        // waited for: it is cleaning up (stopping children it started, removing work dirs), and
+        // returning early would let pwsh exit in the middle of that. So remember the first failure,
+        // keep waiting, and rethrow it only when the work is done.
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo? failure = null;
+        void RunAction(Action action)
+        {
+            if (failure is not null)
+            {
+                return; // the pipeline is gone; later posts have nowhere to go
+            }
+
+            try
+            {
+                action();
+            }
+            catch (Exception ex)
+            {
+                failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
+            }
+        }
+
         while (!task.IsCompleted)
         {
             if (_queue.TryTake(out var action, 25))
             {
-                action();
+                RunAction(action);
             }
         }
 
         while (_queue.TryTake(out var action))
         {
-            action();
+            RunAction(action);
+        }
+
+        if (failure is not null)
+        {
+            // Observe the task's own outcome so it is not left unobserved, then report the pipeline's.
+            _ = task.Exception;
+            failure.Throw();
         }
     }
 

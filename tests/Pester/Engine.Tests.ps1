@@ -62,7 +62,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
             $c.RestoreTime | Should -BeGreaterThan 0
             $c.ReadyTime | Should -BeGreaterOrEqual $c.RestoreTime
             Test-Path $c.Agent.Address | Should -BeTrue
-            (Get-Content "/proc/$($c.ProcessId)/cmdline" -Raw) | Should -Match 'share=off'
+            (Get-Content "/proc/$($c.ProcessId)/cmdline" -Raw) -replace "`0", ' ' | Should -Match 'share=off'
         }
     }
 
@@ -237,7 +237,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         Get-ChildItem (Join-Path $env:FORKD_DATA_DIR 'children') | Should -BeNullOrEmpty
         # No stray QEMU of this data dir: every one maps a memory file under it.
         Get-ChildItem /proc -Directory -ErrorAction SilentlyContinue | Where-Object Name -match '^\d+$' | ForEach-Object {
-            try { [IO.File]::ReadAllText("$($_.FullName)/cmdline") } catch { '' }
+            try { [IO.File]::ReadAllText("$($_.FullName)/cmdline").Replace([char]0, ' ') } catch { '' }
         } | Where-Object { $_ -like "*$env:FORKD_DATA_DIR*" } | Should -BeNullOrEmpty
         Remove-ForkdSnapshot -Tag eng -Confirm:$false
         Get-ForkdSnapshot | Should -BeNullOrEmpty

@@ -296,7 +296,7 @@ Describe 'A warmed snapshot moved to another data dir' -Tag HubEngine {
 
     It 'forks from the imported copy, and the child has the warm state' {
         $child.State | Should -Be 'Running'
-        (Get-Content "/proc/$($child.ProcessId)/cmdline" -Raw) | Should -Match ([regex]::Escape("$TestDrive/warm-dst"))
+        (Get-Content "/proc/$($child.ProcessId)/cmdline" -Raw) -replace "`0", ' ' | Should -Match ([regex]::Escape("$TestDrive/warm-dst"))
         $r = $child | Invoke-ForkdEval -Code "(warm['token'], warm['n'])"
         $r.Error | Should -BeNullOrEmpty
         $r.Repr | Should -Be "('hub-w4rm', 499500)"
