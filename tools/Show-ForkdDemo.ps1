@@ -27,6 +27,18 @@ try {
     Write-Host "  snapshots left: $(@(Get-ForkdSnapshot).Count)"
     Write-Host '== Stale work dirs (dry run)'
     Remove-ForkdStaleWorkDir -WhatIf | Format-Table | Out-Host
+
+    Write-Host '== Fork from warm (QEMU; TCG where KVM cannot boot Linux): image, snapshot, 3 children, eval'
+    if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = Join-Path $PSScriptRoot '../.cache' }
+    Build-ForkdImage -Recipe minimal | Format-Table | Out-Host
+    $snap = New-ForkdSnapshot -Tag demo -Recipe minimal -WarmupCode "warm = {'token': 'inherited', 'n': sum(range(10**6))}"
+    $snap | Format-Table | Out-Host
+    $children = Invoke-ForkdFork -Tag demo -Count 3
+    $children | Format-Table | Out-Host
+    $children | Invoke-ForkdEval -Code "(warm['token'], warm['n'])" | Format-Table | Out-Host
+    $children | Stop-ForkdChild -Confirm:$false
+    Remove-ForkdSnapshot -Tag demo -Confirm:$false
 } finally {
+    Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
     Remove-Item -Recurse -Force $demo -ErrorAction SilentlyContinue
 }
