@@ -9,6 +9,11 @@ namespace Forkd.Core.Guest;
 /// </summary>
 internal static class CacheEntries
 {
+    /// <summary>A fresh staging dir name beside the cache entries: <c>&lt;prefix&gt;&lt;name&gt;-&lt;hash16&gt;-&lt;pid&gt;-&lt;random&gt;</c>.</summary>
+    public static string StagingPath(string cacheDirectory, string stagingPrefix, string name, string hash) =>
+        Path.Combine(cacheDirectory, string.Create(CultureInfo.InvariantCulture,
+            $"{stagingPrefix}{name}-{hash[..16]}-{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}"));
+
     /// <summary>Renames <paramref name="staging"/> to <paramref name="finalDirectory"/>; an identical entry published meanwhile wins.</summary>
     public static T Publish<T>(string staging, string finalDirectory, T built, Func<string, T?> load)
         where T : class

@@ -107,8 +107,7 @@ public sealed class GuestImageBuilder
         }
 
         var work = WorkDirectories.Create(_paths, WorkDirKind.Build, recipe.Name);
-        var staging = Path.Combine(ImagesDirectory, string.Create(CultureInfo.InvariantCulture,
-            $"{StagingPrefix}{recipe.Name}-{hash[..16]}-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}"));
+        var staging = CacheEntries.StagingPath(ImagesDirectory, StagingPrefix, recipe.Name, hash);
         try
         {
             var all = packages.Append(kernelPackage).ToList();

@@ -63,8 +63,7 @@ public sealed class RootDiskBuilder
         }
 
         var work = WorkDirectories.Create(_paths, WorkDirKind.Build, recipe.Name);
-        var staging = Path.Combine(RootDisksDirectory, string.Create(CultureInfo.InvariantCulture,
-            $"{StagingPrefix}{recipe.Name}-{hash[..16]}-{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}"));
+        var staging = CacheEntries.StagingPath(RootDisksDirectory, StagingPrefix, recipe.Name, hash);
         try
         {
             var root = Path.Combine(work, "root");
