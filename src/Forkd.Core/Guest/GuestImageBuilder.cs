@@ -249,7 +249,7 @@ public sealed class GuestImageBuilder
     /// entry has mtime 0, so the same packages give the same bytes; the .pyc files are
     /// unchecked-hash, so Python never compares times.
     /// </summary>
-    private static void WriteInitramfs(string root, string path)
+    internal static void WriteInitramfs(string root, string path)
     {
         using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
         using var cpio = new CpioWriter(stream);

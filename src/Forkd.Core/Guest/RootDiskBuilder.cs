@@ -95,7 +95,7 @@ public sealed class RootDiskBuilder
             var kernelVersion = await RootDiskTree.BuildInitramfsTreeAsync(root, kernelTree, initramfsRoot, _sources, cancellationToken)
                 .ConfigureAwait(false);
             Report("Writing the boot initramfs", 65);
-            RootDiskTree.WriteInitramfs(initramfsRoot, Path.Combine(staging, GuestImageBuilder.InitramfsFileName));
+            GuestImageBuilder.WriteInitramfs(initramfsRoot, Path.Combine(staging, GuestImageBuilder.InitramfsFileName));
 
             Report("Decompressing the kernel to an ELF vmlinux", 68);
             var bzImage = Path.Combine(kernelTree, "boot", "vmlinuz-" + kernelVersion);

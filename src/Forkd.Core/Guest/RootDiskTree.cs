@@ -153,35 +153,6 @@ internal static class RootDiskTree
         return version;
     }
 
-    public static void WriteInitramfs(string tree, string path)
-    {
-        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
-        using var cpio = new CpioWriter(stream);
-        // The kernel opens /dev/console for init before devtmpfs is mounted.
-        cpio.AddDirectory("dev", 0x1ED, 0);
-        cpio.AddCharDevice("dev/console", 0x180, 0, 5, 1);
-        cpio.AddCharDevice("dev/null", 0x1B6, 0, 1, 3);
-        foreach (var entry in new DirectoryInfo(tree).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
-        {
-            if (entry.Name == "dev")
-            {
-                continue;
-            }
-
-            if (entry is DirectoryInfo dir)
-            {
-                cpio.AddDirectory(entry.Name, (int)dir.UnixFileMode, 0);
-                cpio.AddTree(dir.FullName, entry.Name);
-            }
-            else
-            {
-                cpio.AddFile(entry.Name, (int)((FileInfo)entry).UnixFileMode, 0, File.ReadAllBytes(entry.FullName));
-            }
-        }
-
-        cpio.Finish();
-    }
-
     private static void Copy(string from, string to, UnixFileMode mode)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(to)!);
