@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Management.Automation;
 using Forkd.Core;
 using Forkd.Core.Engine;

@@ -52,7 +52,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
 
     It 'forks four running children, each its own VMM with the snapshot accelerator' {
         $children.Count | Should -Be 4
-        $children | ForEach-Object { $_ | Should -BeOfType ([Forkd.Core.Engine.ForkdChild]) }
+        $children | ForEach-Object { $_ | Should -BeOfType ([Forkd.Core.Store.ForkdChild]) }
         ($children.ProcessId | Sort-Object -Unique).Count | Should -Be 4
         ($children.Index | Sort-Object) | Should -Be @(1, 2, 3, 4)
         foreach ($c in $children) {

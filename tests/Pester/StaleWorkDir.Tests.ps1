@@ -47,7 +47,7 @@ Describe 'Remove-ForkdStaleWorkDir' -Tag Store {
 
     It 'removes the dead dir and keeps the live one with -Confirm:$false' {
         $r = Remove-ForkdStaleWorkDir -Confirm:$false
-        $r | Should -BeOfType ([Forkd.Core.Host.StaleWorkDir])
+        $r | Should -BeOfType ([Forkd.Core.Store.StaleWorkDir])
         Test-Path $dead | Should -BeFalse
         Test-Path $live | Should -BeTrue
         $liveResult = $r | Where-Object Path -eq $live.FullName

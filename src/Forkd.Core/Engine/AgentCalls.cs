@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Forkd.Core.Guest;

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Forkd.Core.Guest;
@@ -17,12 +18,12 @@ public static class AgentWait
         ArgumentNullException.ThrowIfNull(endpoint);
         switch (endpoint.Transport)
         {
-            case "unix":
+            case AgentTransport.Unix:
                 return await AgentClient.ConnectUnixAsync(endpoint.Address, timeout, cancellationToken).ConfigureAwait(false);
-            case "vsock":
+            case AgentTransport.Vsock:
                 return await AgentClient.ConnectHybridVsockAsync(endpoint.Address, endpoint.Port ?? Vmm.Firecracker.FirecrackerBackend.AgentVsockPort,
                     timeout, cancellationToken).ConfigureAwait(false);
-            case "tcp" when endpoint.NetworkNamespace is not null:
+            case AgentTransport.Tcp when endpoint.NetworkNamespace is not null:
                 var socket = Host.NetworkNamespace.CreateTcpSocket(endpoint.NetworkNamespace);
                 try
                 {
@@ -37,7 +38,7 @@ public static class AgentWait
                     throw;
                 }
 
-            case "tcp":
+            case AgentTransport.Tcp:
                 return await AgentClient.ConnectTcpAsync(endpoint.Address, endpoint.Port ?? 8888, timeout, cancellationToken).ConfigureAwait(false);
             default:
                 throw new ForkdException("AgentTransportUnsupported", ForkdErrorKind.NotSupported,

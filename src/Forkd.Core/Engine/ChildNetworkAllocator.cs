@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Text.Json.Nodes;
 using Forkd.Core.Host;
 

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using Forkd.Core.Host;
 
 namespace Forkd.Core.Engine;

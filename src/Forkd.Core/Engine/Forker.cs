@@ -181,7 +181,7 @@ public sealed class Forker
             MemoryFile = files.MemoryPath,
             MemoryLimitMiB = request.MemoryLimitMiB,
             NetworkNamespace = netns,
-            NetworkAgent = netns is null ? null : new AgentEndpoint("tcp", ChildNetworks.GuestAddress.ToString(), ChildNetworks.AgentPort, netns),
+            NetworkAgent = netns is null ? null : new AgentEndpoint(AgentTransport.Tcp, ChildNetworks.GuestAddress.ToString(), ChildNetworks.AgentPort, netns),
             StartedAt = startedAt,
         };
         _registry.Save(child);

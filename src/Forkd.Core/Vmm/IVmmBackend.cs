@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Text.Json.Nodes;
 
 namespace Forkd.Core.Vmm;
@@ -25,16 +26,6 @@ public sealed record DriveSpec(string Id, string HostPath, bool ReadOnly, bool I
 /// gets the same MAC and guest IP, so each runs in its own namespace with a tap of the same name.
 /// </summary>
 public sealed record NicSpec(string TapName = "forkd-tap0", string GuestMac = "AA:FC:00:00:00:01", string DeviceId = "eth0");
-
-/// <summary>Where the guest agent listens, as seen from the host.</summary>
-/// <param name="Transport"><c>unix</c> (QEMU virtio-serial chardev socket), <c>vsock</c> (Firecracker hybrid vsock: Unix socket + <c>CONNECT port</c>) or <c>tcp</c>.</param>
-/// <param name="Address">Socket path, or IP address for tcp.</param>
-/// <param name="Port">vsock or TCP port; null for unix.</param>
-/// <param name="NetworkNamespace">Namespace to enter before connecting (tcp only), or null.</param>
-public sealed record AgentEndpoint(string Transport, string Address, int? Port = null, string? NetworkNamespace = null)
-{
-    public override string ToString() => Port is null ? $"{Transport}:{Address}" : $"{Transport}:{Address}:{Port}";
-}
 
 /// <summary>Everything needed to cold-boot a parent VM.</summary>
 public sealed record VmBootSpec

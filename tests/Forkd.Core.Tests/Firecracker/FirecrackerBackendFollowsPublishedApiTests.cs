@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Text;
 using System.Text.Json.Nodes;
 using Forkd.Core.Guest;
@@ -158,7 +159,7 @@ public sealed class FirecrackerBackendFollowsPublishedApiTests : IAsyncLifetime
 
             foreach (var child in children)
             {
-                Assert.Equal("vsock", child.Agent.Transport);
+                Assert.Equal(AgentTransport.Vsock, child.Agent.Transport);
                 Assert.Equal(Path.Combine(child.WorkDirectory, "vsock.sock"), child.Agent.Address);
                 await using var agent = await AgentClient.ConnectHybridVsockAsync(child.Agent.Address, child.Agent.Port!.Value, TimeSpan.FromSeconds(5), CancellationToken.None);
                 var reply = await agent.EvalAsync(child.Name, TimeSpan.FromSeconds(5), CancellationToken.None);

@@ -62,7 +62,7 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
         {
             Assert.All(outcomes, o => Assert.Null(o.Error));
             var children = outcomes.Select(o => o.Child!).ToList();
-            Assert.All(children, c => Assert.Equal("vsock", c.Agent.Transport));
+            Assert.All(children, c => Assert.Equal(AgentTransport.Vsock, c.Agent.Transport));
             Assert.All(children, c => Assert.Equal("firecracker", c.Backend));
             Assert.Equal(2, registry.List().Count(c => c.State == ChildState.Running));
             foreach (var child in children)
@@ -128,7 +128,7 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
             {
                 var inside = HostCommand.Run("ip", ["netns", "exec", child.NetworkNamespace!, "readlink", "/proc/self/ns/net"]).Trim();
                 Assert.Equal(inside, new FileInfo($"/proc/{child.ProcessId}/ns/net").LinkTarget);
-                Assert.Equal(new AgentEndpoint("tcp", "10.42.0.2", 8888, child.NetworkNamespace), child.NetworkAgent);
+                Assert.Equal(new AgentEndpoint(AgentTransport.Tcp, "10.42.0.2", 8888, child.NetworkNamespace), child.NetworkAgent);
             }
 
             Assert.Empty(_fc.AllViolations);

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Text.Json.Nodes;
 
 namespace Forkd.Core.Vmm.Firecracker;
@@ -16,7 +17,7 @@ public sealed class FirecrackerVm : IVmHandle
         Api = api;
         BackendConfig = config;
         var port = (int?)config["agentVsockPort"] ?? FirecrackerBackend.AgentVsockPort;
-        Agent = new AgentEndpoint("vsock", Path.Combine(workDirectory, FirecrackerBackend.VsockSocketName), port);
+        Agent = new AgentEndpoint(AgentTransport.Vsock, Path.Combine(workDirectory, FirecrackerBackend.VsockSocketName), port);
     }
 
     public string Name { get; }

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
@@ -186,7 +187,7 @@ internal sealed class QemuVm : IVmHandle
         ProcessId = pid;
         WorkDirectory = workDirectory;
         BackendConfig = backendConfig;
-        Agent = new AgentEndpoint("unix", Path.Combine(workDirectory, QemuCommandLine.AgentSocket));
+        Agent = new AgentEndpoint(AgentTransport.Unix, Path.Combine(workDirectory, QemuCommandLine.AgentSocket));
     }
 
     public int ProcessId { get; }

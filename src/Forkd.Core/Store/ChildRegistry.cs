@@ -3,7 +3,7 @@ using System.Text.Json;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
 
-namespace Forkd.Core.Engine;
+namespace Forkd.Core.Store;
 
 /// <summary>
 /// Children outlive the cmdlet that forked them: each is recorded as <c>&lt;data&gt;/children/&lt;id&gt;.json</c>

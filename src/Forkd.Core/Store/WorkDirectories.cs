@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Forkd.Core.Store;
 
-namespace Forkd.Core.Host;
+namespace Forkd.Core.Store;
 
 /// <summary>Every kind of temporary directory forkd creates.</summary>
 public enum WorkDirKind

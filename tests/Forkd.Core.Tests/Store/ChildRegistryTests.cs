@@ -33,7 +33,7 @@ public sealed class ChildRegistryTests : IDisposable
         Tag = tag,
         Index = index,
         ProcessId = pid,
-        Agent = new AgentEndpoint("unix", Path.Combine(workDir, "agent.sock")),
+        Agent = new AgentEndpoint(AgentTransport.Unix, Path.Combine(workDir, "agent.sock")),
         WorkDirectory = workDir,
         StartedAt = DateTimeOffset.UtcNow,
     };

@@ -1,7 +1,7 @@
 using System.Text.Json.Serialization;
 using Forkd.Core.Vmm;
 
-namespace Forkd.Core.Engine;
+namespace Forkd.Core.Store;
 
 public enum ChildState
 {

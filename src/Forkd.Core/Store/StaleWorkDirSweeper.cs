@@ -1,7 +1,8 @@
+using Forkd.Core.Host;
 using System.Globalization;
 using Forkd.Core.Store;
 
-namespace Forkd.Core.Host;
+namespace Forkd.Core.Store;
 
 /// <summary>What happened to one candidate work dir.</summary>
 public enum WorkDirAction
