@@ -25,7 +25,7 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
         GuestImageBuilder builder;
         try
         {
-            builder = new GuestImageBuilder(Paths);
+            builder = Engine.Images;
         }
         catch (ForkdException ex)
         {
@@ -50,14 +50,10 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
                     continue;
                 }
 
-                var image = ProgressPump.Run<GuestBuildProgress, GuestImage>(this,
-                    progress => builder.BuildAsync(name, Force, progress, StopToken),
-                    p => new ProgressRecord(1, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) });
+                var image = RunEngine(call => builder.BuildAsync(name, Force,
+                    call.Progress<GuestBuildProgress>(1, $"Build-ForkdImage {name}", p => ($"{p.Activity}: {p.Status}", p.PercentComplete)),
+                    call.CancellationToken));
                 WriteObject(image);
-            }
-            catch (OperationCanceledException) when (StopToken.IsCancellationRequested)
-            {
-                throw new PipelineStoppedException();
             }
             catch (ForkdException ex)
             {

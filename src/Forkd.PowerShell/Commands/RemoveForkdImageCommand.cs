@@ -36,7 +36,7 @@ public sealed class RemoveForkdImageCommand : ForkdCmdlet
     {
         try
         {
-            _builder ??= new GuestImageBuilder(Paths);
+            _builder ??= Engine.Images;
             foreach (var image in Select(_builder))
             {
                 if (!ShouldProcess($"{image.Recipe} {image.ContentHash[..16]} ({ByteSize.Format(image.KernelBytes + image.InitramfsBytes)}) at {image.Directory}",

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using Forkd.Core.Engine;
 using Forkd.Core.Guest;
 using Forkd.Core.Vmm;
@@ -106,7 +107,7 @@ public sealed class FirecrackerBackendEndToEndTests
             return (File.Exists(kernel) ? kernel : null, string.IsNullOrEmpty(initrd) ? null : initrd);
         }
 
-        var images = Path.Combine(Environment.GetEnvironmentVariable(GuestImageBuilder.CacheDirVariable) ?? "", "images");
+        var images = Path.Combine(Environment.GetEnvironmentVariable(ForkdPaths.CacheDirVariable) ?? "", "images");
         var newest = Directory.Exists(images)
             ? Directory.EnumerateDirectories(images)
                 .Where(d => File.Exists(Path.Combine(d, GuestImageBuilder.KernelFileName)) && File.Exists(Path.Combine(d, GuestImageBuilder.InitramfsFileName)))

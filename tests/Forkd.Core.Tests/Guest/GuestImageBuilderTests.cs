@@ -16,7 +16,7 @@ public sealed class GuestImageBuilderTests : IDisposable
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
     private static string SharedCache =>
-        Environment.GetEnvironmentVariable(GuestImageBuilder.CacheDirVariable) is { Length: > 0 } dir
+        Environment.GetEnvironmentVariable(ForkdPaths.CacheDirVariable) is { Length: > 0 } dir
             ? dir
             : Path.Combine(AgentProcess.RepoRoot, ".cache");
 
