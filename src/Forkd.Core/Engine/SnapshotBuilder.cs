@@ -64,9 +64,9 @@ public sealed record SnapshotResult(SnapshotInfo Snapshot, AcceleratorChoice Acc
 /// </summary>
 public sealed class SnapshotBuilder
 {
-    public const string KernelFile = "vmlinux";
-    public const string InitramfsFile = "initramfs.img";
-    public const string RootDiskFile = "rootdisk.img";
+    public const string KernelFile = SnapshotFiles.Kernel;
+    public const string InitramfsFile = SnapshotFiles.Initramfs;
+    public const string RootDiskFile = SnapshotFiles.RootDisk;
     public const string RootDriveId = "root";
 
     private readonly ForkdPaths _paths;
