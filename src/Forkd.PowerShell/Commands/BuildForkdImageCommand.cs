@@ -38,7 +38,7 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
             try
             {
                 // A cached image is returned without asking: nothing changes. Building writes to the cache.
-                var cached = Force ? null : builder.FindCachedAsync(name, StopToken).GetAwaiter().GetResult();
+                var cached = Force ? null : RunEngine(call => builder.FindCachedAsync(name, call.CancellationToken));
                 if (cached is not null)
                 {
                     WriteObject(cached);

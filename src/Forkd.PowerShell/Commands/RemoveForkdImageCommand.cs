@@ -80,7 +80,7 @@ public sealed class RemoveForkdImageCommand : ForkdCmdlet
                 string? current = null;
                 if (builder.RecipeNames.Contains(group.Key))
                 {
-                    current = builder.FindCachedAsync(group.Key, StopToken).GetAwaiter().GetResult()?.ContentHash
+                    current = RunEngine(call => builder.FindCachedAsync(group.Key, call.CancellationToken))?.ContentHash
                         ?? "(not built)";
                 }
 

@@ -14,6 +14,7 @@ namespace Forkd.Core.Tests.Firecracker;
 /// vsock, snapshots it, forks two children and pings each child's agent over its own vsock socket.
 /// Skipped, with the reason printed, anywhere one of those is missing (as on forkd's own CI machines).
 /// </summary>
+[Trait(Tiers.Name, Tiers.Full)]
 public sealed class FirecrackerBackendEndToEndTests
 {
     [SkippableFact]
