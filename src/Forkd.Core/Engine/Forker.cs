@@ -65,7 +65,7 @@ public sealed class Forker
         // Shared: forks of one tag run side by side; creating or removing the tag meanwhile is refused.
         using var tagLock = TagLock.AcquireShared(_paths, tag, "Invoke-ForkdFork");
         var snapshot = new SnapshotStore(_paths).Get(tag);
-        var metadata = snapshot.Metadata;
+        var metadata = Vmm.Firecracker.ForkdSnapshotLayout.WithBackendSettings(snapshot.Path, snapshot.Metadata);
         if (!snapshot.IsComplete || metadata.BackendConfig is null)
         {
             throw new ForkdException("SnapshotIncomplete", ForkdErrorKind.InvalidData,

@@ -1,0 +1,190 @@
+using Forkd.Core.Engine;
+using Forkd.Core.Host;
+using Forkd.Core.Store;
+using Forkd.Core.Vmm.Firecracker;
+using Xunit;
+
+namespace Forkd.Core.Tests.Firecracker;
+
+/// <summary>
+/// Snapshot directories written by forkd 0.1.3 (only vmstate/memory/volumes in snapshot.json, another
+/// host's paths) fork through the engine on the Firecracker backend, against stand-in Firecracker
+/// processes that judge every call by the published API description.
+/// </summary>
+public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "forkd-fcforkd-" + Guid.NewGuid().ToString("N")[..8]);
+    private FakeFirecracker _fc = null!;
+    private ForkdTcpAgentStandIn _agent = null!;
+    private ForkdPaths _paths = null!;
+    private ChildRegistry _registry = null!;
+
+    public Task InitializeAsync()
+    {
+        _paths = new ForkdPaths(Path.Combine(_dir, "data"), Path.Combine(_dir, "tmp"));
+        Directory.CreateDirectory(_paths.TempDirectory);
+        _fc = new FakeFirecracker(Path.Combine(_dir, "bin"));
+        _agent = new ForkdTcpAgentStandIn();
+        _registry = new ChildRegistry(_paths);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var child in _registry.List().Where(c => c.State == ChildState.Running))
+        {
+            await ChildStopper.StopAsync(_registry, child);
+        }
+
+        await _agent.DisposeAsync();
+        await _fc.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private ForkdSnapshotFixture ForkdSnapshot(string tag, string? rootfs = null, bool withVolume = true, bool volumeReadOnly = false)
+    {
+        var hostFiles = Path.Combine(_dir, "forkd-host");
+        Directory.CreateDirectory(hostFiles);
+        rootfs ??= Path.Combine(hostFiles, "python-rootfs.ext4");
+        if (Path.IsPathRooted(rootfs))
+        {
+            File.WriteAllBytes(rootfs, new byte[4096]);
+        }
+
+        var volumes = new List<string>();
+        if (withVolume)
+        {
+            volumes.Add(Path.Combine(hostFiles, "cache.img"));
+            File.WriteAllBytes(volumes[0], new byte[4096]);
+        }
+
+        var fixture = new ForkdSnapshotFixture(_paths.SnapshotDirectory(tag), rootfs, volumes, volumesReadOnly: volumeReadOnly);
+        _fc.Configure = server => server.ReadSavedState = path => path == Path.Combine(fixture.Directory, "vmstate") ? fixture.SavedState() : null;
+        return fixture;
+    }
+
+    private Forker Forker(FirecrackerBackend? backend = null) =>
+        new(_paths, backend ?? new FirecrackerBackend(_fc.Binary) { ForkdAgentEndpoint = _agent.Endpoint }, _registry, new Cgroups());
+
+    [Fact]
+    public async Task A_forkd_made_snapshot_forks_two_children_each_with_exactly_one_valid_load_call_FollowsPublishedApi()
+    {
+        // Read-only volume: a writable one shared by two children is refused (VolumeSharedWritable), as for our snapshots.
+        var snapshot = ForkdSnapshot("pyagent", volumeReadOnly: true);
+
+        var outcomes = await Forker().ForkAsync(new ForkRequest { Tag = "pyagent", Count = 2, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None);
+
+        Assert.All(outcomes, o => Assert.Null(o.Error));
+        Assert.Empty(_fc.AllViolations);
+        Assert.Equal(2, _fc.Launches.Count);
+        foreach (var launch in _fc.Launches)
+        {
+            // A fresh process and one call: nothing may be configured before /snapshot/load.
+            var load = Assert.Single(launch.Server.Requests);
+            Assert.Equal("PUT /snapshot/load", load.ToString());
+            Assert.Equal(Path.Combine(snapshot.Directory, "vmstate"), (string?)load.Body!["snapshot_path"]); // rebased, not /home/u/...
+            Assert.Equal(Path.Combine(snapshot.Directory, "memory.bin"), (string?)load.Body["mem_backend"]!["backend_path"]);
+            Assert.Equal("File", (string?)load.Body["mem_backend"]!["backend_type"]);
+            Assert.True((bool?)load.Body["resume_vm"]);
+            Assert.True(launch.Server.LoadedFromSnapshot);
+        }
+
+        var children = outcomes.Select(o => o.Child!).ToList();
+        Assert.All(children, c => Assert.Equal(new AgentEndpoint(AgentTransport.Tcp, "127.0.0.1", _agent.Endpoint.Port), c.Agent));
+        Assert.All(children, c => Assert.Equal("firecracker", c.Backend));
+        Assert.Equal(2, _registry.List().Count(c => c.State == ChildState.Running));
+        var eval = await AgentCalls.EvalAsync(_registry, children[0], "1+1", TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.Null(eval.Error);
+        Assert.True(_agent.Connections >= 3, "each child was pinged and one evaluated over forkd's TCP transport");
+    }
+
+    [Fact]
+    public void The_settings_are_what_forkd_used_memory_from_the_image_drives_and_tap_from_the_vmstate()
+    {
+        var snapshot = ForkdSnapshot("pyagent");
+        var metadata = ForkdSnapshotLayout.WithBackendSettings(snapshot.Directory, SnapshotMetadata.Load(snapshot.Directory));
+
+        Assert.Equal("firecracker", metadata.Backend);
+        Assert.Equal("kvm", metadata.Accelerator);
+        Assert.Equal(512, metadata.MemoryMiB);
+        Assert.Equal(2, metadata.VcpuCount);
+        var config = metadata.BackendConfig!;
+        Assert.Equal("10.42.0.2", (string?)config["agent"]!["address"]);
+        Assert.Equal(8888, (int?)config["agent"]!["port"]);
+        Assert.Equal("forkd-tap0", (string?)config["nic"]!["tap"]);
+        Assert.Equal(
+            [("rootfs", snapshot.RootfsPath, true), ("vol0", snapshot.VolumePaths[0], false)],
+            config["forkdDrives"]!.AsArray().Select(d => ((string)d!["id"]!, (string)d["path"]!, (bool)d["isRoot"]!)));
+        Assert.Null(SnapshotMetadata.Load(snapshot.Directory).BackendConfig); // nothing written to the snapshot
+    }
+
+    [Fact]
+    public async Task Without_a_firecracker_binary_the_fork_fails_with_FirecrackerNotFound_and_how_to_supply_it_FollowsPublishedApi()
+    {
+        ForkdSnapshot("pyagent");
+        var saved = Environment.GetEnvironmentVariable(FirecrackerBinary.PathVariable);
+        Environment.SetEnvironmentVariable(FirecrackerBinary.PathVariable, Path.Combine(_dir, "no-such-firecracker"));
+        try
+        {
+            var outcome = Assert.Single(await Forker(new FirecrackerBackend()).ForkAsync(
+                new ForkRequest { Tag = "pyagent", AgentTimeout = TimeSpan.FromSeconds(5) }, null, CancellationToken.None));
+
+            Assert.Equal("FirecrackerNotFound", outcome.Error?.ErrorId);
+            Assert.Equal(ForkdErrorKind.NotFound, outcome.Error!.Kind);
+            Assert.Contains("FORKD_FIRECRACKER", outcome.Error.Message + outcome.Error.Hint, StringComparison.Ordinal);
+            Assert.Contains("PATH", outcome.Error.Message + outcome.Error.Hint, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(FirecrackerBinary.PathVariable, saved);
+        }
+
+        Assert.Empty(_fc.Launches);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_paths.TempDirectory));
+    }
+
+    [Fact]
+    public async Task A_rootfs_missing_at_the_path_recorded_in_the_vmstate_fails_with_RootfsNotFound_naming_it_FollowsPublishedApi()
+    {
+        var snapshot = ForkdSnapshot("pyagent");
+        File.Delete(snapshot.RootfsPath);
+
+        var outcome = Assert.Single(await Forker().ForkAsync(new ForkRequest { Tag = "pyagent", AgentTimeout = TimeSpan.FromSeconds(5) }, null, CancellationToken.None));
+
+        Assert.Equal("RootfsNotFound", outcome.Error?.ErrorId);
+        Assert.Equal(ForkdErrorKind.NotFound, outcome.Error!.Kind);
+        Assert.Contains(snapshot.RootfsPath, outcome.Error.Message, StringComparison.Ordinal);
+        Assert.Contains(snapshot.RootfsPath, outcome.Error.Hint, StringComparison.Ordinal);
+        Assert.Equal(snapshot.RootfsPath, outcome.Error.Target);
+        Assert.Empty(_fc.Launches); // refused before any Firecracker process started
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_paths.TempDirectory));
+    }
+
+    [Fact]
+    public async Task A_relative_rootfs_path_is_served_by_the_snapshots_own_rootfs_ext4_in_each_child_work_dir_FollowsPublishedApi()
+    {
+        var snapshot = ForkdSnapshot("rel", rootfs: "python-rootfs.ext4", withVolume: false);
+        File.WriteAllBytes(Path.Combine(snapshot.Directory, "rootfs.ext4"), new byte[4096]);
+
+        var outcome = Assert.Single(await Forker().ForkAsync(new ForkRequest { Tag = "rel", AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None));
+
+        Assert.Null(outcome.Error);
+        Assert.Empty(_fc.AllViolations); // the stand-in found the drive at the recorded path, relative to its working directory
+        var link = new FileInfo(Path.Combine(outcome.Child!.WorkDirectory, "python-rootfs.ext4"));
+        Assert.Equal(Path.Combine(snapshot.Directory, "rootfs.ext4"), link.LinkTarget);
+    }
+
+    [Fact]
+    public void The_vmstate_reader_finds_drives_and_tap_and_nothing_in_filler()
+    {
+        var state = ForkdSnapshotFixture.VmState("/srv/images/root fs.ext4", ["/var/lib/forkd/vol/a.img", "/v/b.img"], "tap-7");
+
+        var devices = FirecrackerVmState.Parse(state);
+
+        Assert.Equal([("rootfs", "/srv/images/root fs.ext4", true), ("vol0", "/var/lib/forkd/vol/a.img", false), ("vol1", "/v/b.img", false)],
+            devices.Drives.Select(d => (d.Id, d.PathOnHost, d.IsRoot)));
+        Assert.Equal("rootfs", devices.Root?.Id);
+        Assert.Equal([new SavedNic("eth0", "tap-7")], devices.Nics);
+        Assert.Empty(FirecrackerVmState.Parse(new byte[64]).Drives);
+    }
+}
