@@ -188,3 +188,33 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
         Assert.Empty(FirecrackerVmState.Parse(new byte[64]).Drives);
     }
 }
+
+/// <summary>The tap a forkd parent recorded, when a child runs in one of our namespaces (which hold only forkd-tap0).</summary>
+public sealed class ForkdSnapshotNetworkOverrideFollowsPublishedApiTests
+{
+    private static readonly System.Text.Json.JsonSerializerOptions AsTheClientSends =
+        new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
+    [Theory]
+    [InlineData("forkd-tap0", "forkd-child-1", false)] // forkd's default tap: nothing to override
+    [InlineData("tap-7", null, false)]                 // host namespace: the recorded tap is opened as forkd would
+    [InlineData("tap-7", "forkd-child-1", true)]
+    public void Only_a_different_tap_inside_a_child_namespace_is_overridden_FollowsPublishedApi(string recordedTap, string? netns, bool overridden)
+    {
+        var config = new System.Text.Json.Nodes.JsonObject { ["nic"] = new System.Text.Json.Nodes.JsonObject { ["deviceId"] = "eth0", ["tap"] = recordedTap } };
+
+        var overrides = ForkdSnapshotLayout.NetworkOverridesFor(config, netns);
+
+        Assert.Equal(overridden, overrides is not null);
+        var body = System.Text.Json.JsonSerializer.SerializeToNode(new FcSnapshotLoad("/s/vmstate", FcMemoryBackend.File("/s/memory.bin"), true, overrides), AsTheClientSends);
+        var api = FirecrackerApiDescription.Published;
+        var load = api.Find("PUT", "/snapshot/load")!.Value;
+        Assert.Empty(api.Validate(body, FirecrackerApiDescription.BodySchema(load.Operation, out _)!));
+        Assert.Equal(overridden, body!.AsObject().ContainsKey("network_overrides"));
+        if (overridden)
+        {
+            Assert.Equal("forkd-tap0", (string?)body["network_overrides"]![0]!["host_dev_name"]);
+            Assert.Equal("eth0", (string?)body["network_overrides"]![0]!["iface_id"]);
+        }
+    }
+}

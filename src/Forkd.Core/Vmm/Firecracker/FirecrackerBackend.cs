@@ -156,7 +156,9 @@ public sealed class FirecrackerBackend : IVmmBackend
             await vm.Api.LoadSnapshotAsync(new FcSnapshotLoad(
                 Path.GetFullPath(spec.Snapshot.VmStatePath),
                 FcMemoryBackend.File(Path.GetFullPath(spec.Snapshot.MemoryPath)),
-                ResumeVm: true), cancellationToken).ConfigureAwait(false);
+                ResumeVm: true,
+                ForkdSnapshotLayout.IsForkdLayout(config) ? ForkdSnapshotLayout.NetworkOverridesFor(config, spec.NetworkNamespace) : null),
+                cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch

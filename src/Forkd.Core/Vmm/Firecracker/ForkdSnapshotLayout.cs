@@ -80,6 +80,22 @@ public static class ForkdSnapshotLayout
         return config;
     }
 
+    /// <summary>
+    /// A forkd parent booted with <c>--tap T</c> records T; a child in one of our namespaces has only
+    /// <c>forkd-tap0</c>, so any other recorded name is overridden there. Null when nothing needs overriding.
+    /// </summary>
+    public static IReadOnlyList<FcNetworkOverride>? NetworkOverridesFor(JsonObject backendConfig, string? networkNamespace)
+    {
+        ArgumentNullException.ThrowIfNull(backendConfig);
+        var childTap = new NicSpec().TapName;
+        if (networkNamespace is null || backendConfig["nic"] is not JsonObject nic || (string?)nic["tap"] == childTap)
+        {
+            return null;
+        }
+
+        return [new FcNetworkOverride((string?)nic["deviceId"] ?? "eth0", childTap)];
+    }
+
     public static bool IsForkdLayout(JsonObject? backendConfig) => (string?)backendConfig?["layout"] == LayoutName;
 
     /// <summary>
