@@ -41,7 +41,8 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
         Directory.Delete(_dir, recursive: true);
     }
 
-    private ForkdSnapshotFixture ForkdSnapshot(string tag, string? rootfs = null, bool withVolume = true, bool volumeReadOnly = false)
+    private ForkdSnapshotFixture ForkdSnapshot(string tag, string? rootfs = null, bool withVolume = true, bool volumeReadOnly = false,
+        bool rootfsReadOnly = true)
     {
         var hostFiles = Path.Combine(_dir, "forkd-host");
         Directory.CreateDirectory(hostFiles);
@@ -58,7 +59,7 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
             File.WriteAllBytes(volumes[0], new byte[4096]);
         }
 
-        var fixture = new ForkdSnapshotFixture(_paths.SnapshotDirectory(tag), rootfs, volumes, volumesReadOnly: volumeReadOnly);
+        var fixture = new ForkdSnapshotFixture(_paths.SnapshotDirectory(tag), rootfs, volumes, volumesReadOnly: volumeReadOnly, rootfsReadOnly: rootfsReadOnly);
         _fc.Configure = server => server.ReadSavedState = path => path == Path.Combine(fixture.Directory, "vmstate") ? fixture.SavedState() : null;
         return fixture;
     }
@@ -99,6 +100,28 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_read_write_rootfs_shared_by_two_children_is_refused_unless_forced_FollowsPublishedApi()
+    {
+        // forkd booted *.ext4 read-write, and every child reopens that one file: forkd's corruption bug (spec 11.2).
+        var snapshot = ForkdSnapshot("rw", withVolume: false, rootfsReadOnly: false);
+
+        var refused = await Assert.ThrowsAsync<ForkdException>(() => Forker().ForkAsync(
+            new ForkRequest { Tag = "rw", Count = 2, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None));
+        Assert.Equal("VolumeSharedWritable", refused.ErrorId);
+        Assert.Contains(snapshot.RootfsPath, refused.Message, StringComparison.Ordinal);
+        Assert.Empty(_fc.Launches);
+
+        var warnings = new List<string>();
+        var forced = await Forker().ForkAsync(new ForkRequest
+        {
+            Tag = "rw", Count = 2, AgentTimeout = TimeSpan.FromSeconds(10), AllowSharedWritableVolumes = true, OnWarning = warnings.Add,
+        }, null, CancellationToken.None);
+        Assert.All(forced, o => Assert.Null(o.Error));
+        Assert.Contains(warnings, w => w.Contains(snapshot.RootfsPath, StringComparison.Ordinal));
+        Assert.Empty(_fc.AllViolations);
+    }
+
+    [Fact]
     public void The_settings_are_what_forkd_used_memory_from_the_image_drives_and_tap_from_the_vmstate()
     {
         var snapshot = ForkdSnapshot("pyagent");
@@ -113,8 +136,8 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
         Assert.Equal(8888, (int?)config["agent"]!["port"]);
         Assert.Equal("forkd-tap0", (string?)config["nic"]!["tap"]);
         Assert.Equal(
-            [("rootfs", snapshot.RootfsPath, true), ("vol0", snapshot.VolumePaths[0], false)],
-            config["forkdDrives"]!.AsArray().Select(d => ((string)d!["id"]!, (string)d["path"]!, (bool)d["isRoot"]!)));
+            [("rootfs", snapshot.RootfsPath, true, true), ("vol0", snapshot.VolumePaths[0], false, false)],
+            config["forkdDrives"]!.AsArray().Select(d => ((string)d!["id"]!, (string)d["path"]!, (bool)d["isRoot"]!, (bool)d["readOnly"]!)));
         Assert.Null(SnapshotMetadata.Load(snapshot.Directory).BackendConfig); // nothing written to the snapshot
     }
 
@@ -177,15 +200,32 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
     [Fact]
     public void The_vmstate_reader_finds_drives_and_tap_and_nothing_in_filler()
     {
-        var state = ForkdSnapshotFixture.VmState("/srv/images/root fs.ext4", ["/var/lib/forkd/vol/a.img", "/v/b.img"], "tap-7");
+        var state = ForkdSnapshotFixture.VmState("/srv/images/root fs.ext4", ["/var/lib/forkd/vol/a.img", "/v/b.img"], "tap-7",
+            rootfsReadOnly: false, volumesReadOnly: true);
 
         var devices = FirecrackerVmState.Parse(state);
 
-        Assert.Equal([("rootfs", "/srv/images/root fs.ext4", true), ("vol0", "/var/lib/forkd/vol/a.img", false), ("vol1", "/v/b.img", false)],
-            devices.Drives.Select(d => (d.Id, d.PathOnHost, d.IsRoot)));
+        Assert.Equal([("rootfs", "/srv/images/root fs.ext4", true, (bool?)false), ("vol0", "/var/lib/forkd/vol/a.img", false, true), ("vol1", "/v/b.img", false, true)],
+            devices.Drives.Select(d => (d.Id, d.PathOnHost, d.IsRoot, d.ReadOnly)));
         Assert.Equal("rootfs", devices.Root?.Id);
         Assert.Equal([new SavedNic("eth0", "tap-7")], devices.Nics);
         Assert.Empty(FirecrackerVmState.Parse(new byte[64]).Drives);
+        Assert.All(FirecrackerVmState.Parse(ForkdSnapshotFixture.VmState("/r.ext4", [], null, featureBits: false)).Drives, d => Assert.Null(d.ReadOnly));
+    }
+
+    [Theory]
+    [InlineData("/images/python-rootfs.ext4", false)] // forkd's rule (spec 1.6): extension exactly "ext4" = read-write
+    [InlineData("/images/python-rootfs.squashfs", true)]
+    [InlineData("/images/rootfs.EXT4", true)]
+    public void Without_readable_feature_bits_the_rootfs_mode_follows_forkds_extension_rule(string rootfs, bool readOnly)
+    {
+        var dir = Path.Combine(_dir, "unreadable");
+        _ = new ForkdSnapshotFixture(dir, rootfs, []);
+        File.WriteAllBytes(Path.Combine(dir, "vmstate"), ForkdSnapshotFixture.VmState(rootfs, [], null, featureBits: false));
+
+        var config = ForkdSnapshotLayout.BackendConfigFor(dir, SnapshotMetadata.Load(dir));
+
+        Assert.Equal(readOnly, (bool?)config["forkdDrives"]![0]!["readOnly"]);
     }
 }
 

@@ -17,13 +17,14 @@ namespace Forkd.Core.Tests.Firecracker;
 /// </summary>
 internal sealed class ForkdSnapshotFixture
 {
-    public ForkdSnapshotFixture(string snapshotDirectory, string rootfsPath, IReadOnlyList<string> volumePaths, string? tap = "forkd-tap0", int memoryMiB = 512, bool volumesReadOnly = false)
+    public ForkdSnapshotFixture(string snapshotDirectory, string rootfsPath, IReadOnlyList<string> volumePaths, string? tap = "forkd-tap0", int memoryMiB = 512,
+        bool volumesReadOnly = false, bool rootfsReadOnly = true)
     {
         Directory = snapshotDirectory;
         RootfsPath = rootfsPath;
         VolumePaths = volumePaths;
         System.IO.Directory.CreateDirectory(snapshotDirectory);
-        File.WriteAllBytes(Path.Combine(snapshotDirectory, "vmstate"), VmState(rootfsPath, volumePaths, tap));
+        File.WriteAllBytes(Path.Combine(snapshotDirectory, "vmstate"), VmState(rootfsPath, volumePaths, tap, rootfsReadOnly, volumesReadOnly));
         using (var memory = File.Create(Path.Combine(snapshotDirectory, "memory.bin")))
         {
             memory.SetLength((long)memoryMiB << 20);
@@ -63,7 +64,9 @@ internal sealed class ForkdSnapshotFixture
         return new JsonObject { ["drives"] = drives, ["vsock"] = null };
     }
 
-    public static byte[] VmState(string rootfsPath, IReadOnlyList<string> volumePaths, string? tap)
+    /// <param name="featureBits">False: filler instead of the virtio state (feature bits that cannot be read).</param>
+    public static byte[] VmState(string rootfsPath, IReadOnlyList<string> volumePaths, string? tap, bool rootfsReadOnly = true, bool volumesReadOnly = false,
+        bool featureBits = true)
     {
         var s = new MemoryStream();
         U64(s, 0x0710_1984_8664_0000UL); // magic-like header word
@@ -71,10 +74,10 @@ internal sealed class ForkdSnapshotFixture
         U64(s, 10);
         U64(s, 0);                        // version 1.10.0
         Filler(s, 3000, seed: 1);         // vCPU registers, MSRs, ...
-        Block(s, "rootfs", rootfsPath, isRoot: true);
+        Block(s, "rootfs", rootfsPath, isRoot: true, featureBits ? rootfsReadOnly : null);
         for (var i = 0; i < volumePaths.Count; i++)
         {
-            Block(s, $"vol{i}", volumePaths[i], isRoot: false);
+            Block(s, $"vol{i}", volumePaths[i], isRoot: false, featureBits ? volumesReadOnly : null);
         }
 
         if (tap is not null)
@@ -88,14 +91,27 @@ internal sealed class ForkdSnapshotFixture
         return s.ToArray();
     }
 
-    private static void Block(MemoryStream s, string id, string path, bool isRoot)
+    private static void Block(MemoryStream s, string id, string path, bool isRoot, bool? readOnly)
     {
         Str(s, id);
         s.WriteByte(0);                   // partuuid: None
         U32(s, 0);                        // cache_type: Unsafe
         s.WriteByte(isRoot ? (byte)1 : (byte)0);
         Str(s, path);
-        Filler(s, 600, seed: id.Length);  // virtio queue state, rate limiter, ...
+        if (readOnly is { } ro)
+        {
+            U32(s, 2);                    // virtio_state.device_type: TYPE_BLOCK
+            var features = (1UL << 32) | (1UL << 29) | (1UL << 9) | (ro ? 1UL << 5 : 0); // VERSION_1, EVENT_IDX, FLUSH, RO
+            U64(s, features);             // avail_features
+            U64(s, features);             // acked_features
+        }
+        else
+        {
+            U32(s, 0x77777777);           // something that is not a block device type or feature word
+            U64(s, 0);
+        }
+
+        Filler(s, 600, seed: id.Length);  // queues, rate limiter, ...
     }
 
     private static void Str(MemoryStream s, string value)

@@ -4,7 +4,8 @@ using System.Text;
 namespace Forkd.Core.Vmm.Firecracker;
 
 /// <summary>A block device as a Firecracker vmstate records it: the drive id and the <c>path_on_host</c> it was given.</summary>
-public sealed record SavedDrive(string Id, string PathOnHost, bool IsRoot);
+/// <param name="ReadOnly">From the device's virtio feature bits (<c>VIRTIO_BLK_F_RO</c>), or null when they could not be read.</param>
+public sealed record SavedDrive(string Id, string PathOnHost, bool IsRoot, bool? ReadOnly = null);
 
 /// <summary>A network device as a vmstate records it: the interface id and the host tap it opens on load.</summary>
 public sealed record SavedNic(string IfaceId, string TapName);
@@ -54,11 +55,11 @@ public static class FirecrackerVmState
                 continue;
             }
 
-            if (TryBlockTail(state, next, out var path, out var isRoot))
+            if (TryBlockTail(state, next, out var path, out var isRoot, out var afterPath))
             {
                 if (!drives.Any(d => d.Id == id))
                 {
-                    drives.Add(new SavedDrive(id, path, isRoot));
+                    drives.Add(new SavedDrive(id, path, isRoot, ReadOnlyFeature(state, afterPath)));
                 }
             }
             else if (id == "eth0" && TryString(state, next, 15, IsIdByte, out var tap, out _) && !nics.Any(n => n.IfaceId == id))
@@ -71,10 +72,11 @@ public static class FirecrackerVmState
     }
 
     // After the id: partuuid (None = 0, Some = 1 + string), cache_type (u32 0|1), root_device (0|1), disk_path.
-    private static bool TryBlockTail(ReadOnlySpan<byte> s, int at, out string path, out bool isRoot)
+    private static bool TryBlockTail(ReadOnlySpan<byte> s, int at, out string path, out bool isRoot, out int next)
     {
         path = "";
         isRoot = false;
+        next = at;
         if (at >= s.Length)
         {
             return false;
@@ -99,7 +101,31 @@ public static class FirecrackerVmState
         }
 
         isRoot = s[p + 4] == 1;
-        return TryString(s, p + 5, MaxPathBytes, IsPrintable, out path, out _);
+        return TryString(s, p + 5, MaxPathBytes, IsPrintable, out path, out next);
+    }
+
+    /// <summary>
+    /// The virtio state follows the path: <c>device_type: u32</c> (2 = block; absent in older releases), then
+    /// <c>avail_features: u64</c>. Trusted only when <c>VIRTIO_F_VERSION_1</c> (bit 32) is set, as Firecracker always offers it.
+    /// </summary>
+    private static bool? ReadOnlyFeature(ReadOnlySpan<byte> s, int at)
+    {
+        const ulong Version1 = 1UL << 32;
+        const ulong BlockReadOnly = 1UL << 5;
+        foreach (var offset in (ReadOnlySpan<int>)[4, 0])
+        {
+            if (offset == 4 && (at + 4 > s.Length || BinaryPrimitives.ReadUInt32LittleEndian(s[at..]) != 2))
+            {
+                continue;
+            }
+
+            if (at + offset + 8 <= s.Length && BinaryPrimitives.ReadUInt64LittleEndian(s[(at + offset)..]) is var features && (features & Version1) != 0)
+            {
+                return (features & BlockReadOnly) != 0;
+            }
+        }
+
+        return null;
     }
 
     private static bool TryString(ReadOnlySpan<byte> s, int at, int maxBytes, Func<byte, bool> allowed, out string value, out int next)

@@ -47,7 +47,25 @@ public static class ForkdSnapshotLayout
             MemoryMiB = (int?)config["memoryMiB"],
             VcpuCount = ForkdVcpuCount,
             BackendConfig = config,
+            Volumes = [.. metadata.Volumes, .. WritableRootAsVolume(config, metadata.Volumes)],
         };
+    }
+
+    /// <summary>
+    /// Every child reopens the one rootfs path in the vmstate (no drive override exists), so a writable rootfs
+    /// is one file system written by all of them — forkd's corruption bug (spec 11.2). Listed as a read-write
+    /// volume mounted at <c>/</c>, the forker's shared-writable check refuses a second writer unless forced.
+    /// </summary>
+    private static IEnumerable<VolumeSpec> WritableRootAsVolume(JsonObject config, IReadOnlyList<VolumeSpec> volumes)
+    {
+        foreach (var node in config["forkdDrives"] as JsonArray ?? [])
+        {
+            var path = (string?)node?["path"];
+            if ((bool?)node?["isRoot"] == true && (bool?)node["readOnly"] == false && path is not null && volumes.All(v => v.HostPath != path))
+            {
+                yield return new VolumeSpec(path, "/", ReadOnly: false);
+            }
+        }
     }
 
     /// <summary>The Firecracker backend settings forkd would have used for this snapshot directory.</summary>
@@ -60,7 +78,15 @@ public static class ForkdSnapshotLayout
         var drives = new JsonArray();
         foreach (var d in devices.Drives)
         {
-            drives.Add(new JsonObject { ["id"] = d.Id, ["path"] = d.PathOnHost, ["isRoot"] = d.IsRoot || d.Id == "rootfs" });
+            var isRoot = d.IsRoot || d.Id == "rootfs";
+            drives.Add(new JsonObject
+            {
+                ["id"] = d.Id,
+                ["path"] = d.PathOnHost,
+                ["isRoot"] = isRoot,
+                // Unreadable feature bits: forkd's own rule (spec 1.6) — a rootfs named *.ext4 was booted read-write.
+                ["readOnly"] = d.ReadOnly ?? (isRoot ? Path.GetExtension(d.PathOnHost) != ".ext4" : false),
+            });
         }
 
         var config = new JsonObject
