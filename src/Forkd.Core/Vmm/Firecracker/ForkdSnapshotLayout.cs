@@ -132,6 +132,7 @@ public static class ForkdSnapshotLayout
     public static void PrepareChild(JsonObject backendConfig, string snapshotDirectory, string workDirectory)
     {
         ArgumentNullException.ThrowIfNull(backendConfig);
+        workDirectory = Path.TrimEndingDirectorySeparator(Path.GetFullPath(workDirectory));
         Directory.CreateDirectory(workDirectory);
         var packedRootfs = Path.Combine(snapshotDirectory, SnapshotFiles.Rootfs);
         foreach (var node in backendConfig["forkdDrives"] as JsonArray ?? [])
