@@ -68,15 +68,16 @@ public sealed class Forker
         // Shared: forks of one tag run side by side; creating or removing the tag meanwhile is refused.
         using var tagLock = TagLock.AcquireShared(_paths, tag, "Invoke-ForkdFork");
         var snapshot = _store.Get(tag);
-        var metadata = snapshot.Metadata;
+        // Children always run on the backend that made the snapshot; it completes what other tools' snapshots lack
+        // (forkd's own record only vmstate, memory and volumes).
+        var backend = _backends.ForSnapshot(snapshot.Metadata, tag);
+        var metadata = backend.Adopt(snapshot.Path, snapshot.Metadata);
         if (!snapshot.IsComplete || metadata.BackendConfig is null)
         {
             throw new ForkdException("SnapshotIncomplete", ForkdErrorKind.InvalidData,
                 $"snapshot '{tag}' has no vmstate, memory image or backend settings; it cannot be forked", tag);
         }
 
-        // Children always run on the backend that made the snapshot.
-        var backend = _backends.ForSnapshot(metadata, tag);
         backend.Capabilities.Require(backend.Kind, rootDisk: false, volumes: metadata.Volumes.Count > 0, network: request.Network);
         backend.EnsureAvailable();
 

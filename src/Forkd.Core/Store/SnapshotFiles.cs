@@ -1,3 +1,5 @@
+using Forkd.Core.Host;
+
 namespace Forkd.Core.Store;
 
 /// <summary>File names inside a snapshot directory, as forkd 0.1.3 names them.</summary>
@@ -18,4 +20,28 @@ public static class SnapshotFiles
 
     /// <summary>The files forkd counts and packs, in pack order after the manifest.</summary>
     public static readonly IReadOnlyList<string> Known = [Metadata, VmState, Rootfs, Memory];
+
+    /// <summary>
+    /// One file's contribution to the listed size, by forkd's <c>images</c> rule: <c>fs::metadata</c>
+    /// follows symbolic links, so a linked <c>memory.bin</c> counts its target (a dangling link counts
+    /// nothing). Returns false when there is no such file. Only sizes are read through the link.
+    /// </summary>
+    public static bool TryListedSize(string path, out long apparentBytes, out long allocatedBytes)
+    {
+        apparentBytes = allocatedBytes = 0;
+        var file = new FileInfo(path);
+        if (file.LinkTarget is not null)
+        {
+            file = File.ResolveLinkTarget(path, returnFinalTarget: true) is FileInfo target ? target : null;
+        }
+
+        if (file is null || !file.Exists)
+        {
+            return false;
+        }
+
+        apparentBytes = file.Length;
+        allocatedBytes = NativeFile.AllocatedBytes(file.FullName);
+        return true;
+    }
 }

@@ -232,11 +232,10 @@ public sealed class SnapshotStore
         long size = 0, disk = 0;
         foreach (var name in SnapshotFiles.Known)
         {
-            var file = new FileInfo(Path.Combine(dir, name));
-            if (file.Exists && file.LinkTarget is null)
+            if (SnapshotFiles.TryListedSize(Path.Combine(dir, name), out var apparent, out var allocated))
             {
-                size += file.Length;
-                disk += NativeFile.AllocatedBytes(file.FullName);
+                size += apparent;
+                disk += allocated;
             }
         }
 
@@ -248,7 +247,7 @@ public sealed class SnapshotStore
             Path = dir,
             SizeBytes = size,
             DiskBytes = disk,
-            HasRootfs = File.Exists(Path.Combine(dir, SnapshotFiles.Rootfs)),
+            HasRootfs = SnapshotFiles.TryListedSize(Path.Combine(dir, SnapshotFiles.Rootfs), out _, out _),
             IsComplete = vmstate && memory,
             CreatedAt = metadata.CreatedAt ?? new DateTimeOffset(Directory.GetCreationTimeUtc(dir), TimeSpan.Zero),
             CreatedBy = metadata.CreatedBy ?? "forkd",

@@ -121,6 +121,12 @@ public interface IVmmBackend
 
     BackendCapabilities Capabilities { get; }
 
+    /// <summary>
+    /// The metadata children of a snapshot in <paramref name="snapshotDirectory"/> need, completed where another tool
+    /// made it (forkd records only vmstate, memory and volumes); returned unchanged when nothing is missing.
+    /// </summary>
+    Store.SnapshotMetadata Adopt(string snapshotDirectory, Store.SnapshotMetadata metadata);
+
     /// <summary>Test-ForkdHost's line for this backend: is it installed and usable here, and how to fix it.</summary>
     Host.HostCheckResult CheckHost();
 

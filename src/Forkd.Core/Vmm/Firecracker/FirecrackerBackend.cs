@@ -69,6 +69,10 @@ public sealed class FirecrackerBackend : IVmmBackend
             : new("Firecracker", HostCheckStatus.Pass, $"{version} at {binary}");
     }
 
+    /// <summary>forkd's own snapshots are Firecracker snapshots: their settings are what forkd used.</summary>
+    public SnapshotMetadata Adopt(string snapshotDirectory, SnapshotMetadata metadata) =>
+        ForkdSnapshotLayout.WithBackendSettings(snapshotDirectory, metadata);
+
     public void EnsureAvailable()
     {
         if (_binary is null)
@@ -92,6 +96,12 @@ public sealed class FirecrackerBackend : IVmmBackend
 
     /// <summary>How long a new Firecracker process may take to open its API socket.</summary>
     public TimeSpan ApiSocketWait { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Where children of forkd-made snapshots are reached over TCP when not in a namespace of their own;
+    /// null is forkd's own 10.42.0.2:8888, the guest's static address behind the host tap.
+    /// </summary>
+    public System.Net.IPEndPoint? ForkdAgentEndpoint { get; init; }
 
     public async Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken)
     {
@@ -180,9 +190,23 @@ public sealed class FirecrackerBackend : IVmmBackend
     {
         ArgumentNullException.ThrowIfNull(spec);
         var snapshotDir = Path.GetDirectoryName(Path.GetFullPath(spec.Snapshot.VmStatePath))!;
-        var drives = FirecrackerDrives.FromJson(spec.BackendConfig["drives"] as JsonArray);
-        FirecrackerDrives.PrepareForChild(drives, snapshotDir, spec.WorkDirectory, spec.DriveOverrides);
         var config = (JsonObject)spec.BackendConfig.DeepClone();
+        if (ForkdSnapshotLayout.IsForkdLayout(config))
+        {
+            // A forkd-made snapshot: the vmstate names absolute host paths; say what this host lacks before starting anything.
+            _ = _binary ?? FirecrackerBinary.Require();
+            ForkdSnapshotLayout.PrepareChild(config, snapshotDir, spec.WorkDirectory);
+            if (ForkdAgentEndpoint is { } agent)
+            {
+                config["agent"] = new JsonObject { ["transport"] = "tcp", ["address"] = agent.Address.ToString(), ["port"] = agent.Port };
+            }
+        }
+        else
+        {
+            var drives = FirecrackerDrives.FromJson(spec.BackendConfig["drives"] as JsonArray);
+            FirecrackerDrives.PrepareForChild(drives, snapshotDir, spec.WorkDirectory, spec.DriveOverrides);
+        }
+
         var vm = await LaunchAsync(spec.Name, spec.WorkDirectory, spec.NetworkNamespace, config, cancellationToken).ConfigureAwait(false);
         try
         {
@@ -190,7 +214,9 @@ public sealed class FirecrackerBackend : IVmmBackend
             await vm.Api.LoadSnapshotAsync(new FcSnapshotLoad(
                 Path.GetFullPath(spec.Snapshot.VmStatePath),
                 FcMemoryBackend.File(Path.GetFullPath(spec.Snapshot.MemoryPath)),
-                ResumeVm: true), cancellationToken).ConfigureAwait(false);
+                ResumeVm: true,
+                ForkdSnapshotLayout.IsForkdLayout(config) ? ForkdSnapshotLayout.NetworkOverridesFor(config, spec.NetworkNamespace) : null),
+                cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
@@ -209,7 +235,7 @@ public sealed class FirecrackerBackend : IVmmBackend
         File.Delete(apiSocket);
         File.Delete(Path.Combine(workDirectory, VsockSocketName));
         var process = DetachedVmmProcess.Start([binary, "--api-sock", apiSocket], workDirectory, console, netns);
-        var vm = new FirecrackerVm(name, workDirectory, process, new FirecrackerApiClient(apiSocket), config);
+        var vm = new FirecrackerVm(name, workDirectory, process, new FirecrackerApiClient(apiSocket), config, netns);
         try
         {
             await WaitForApiAsync(apiSocket, process, console, ct).ConfigureAwait(false);

@@ -39,7 +39,7 @@ public static class FirecrackerBinary
                 ? "the Firecracker backend needs a 'firecracker' executable on PATH, and there is none"
                 : $"{PathVariable} is '{explicitPath}', which is not an executable file", explicitPath)
         {
-            Hint = "Install Firecracker (a release binary for this CPU) or set FORKD_FIRECRACKER; Test-ForkdHost shows what it finds. Or use -Backend Qemu.",
+            Hint = "Install Firecracker (a release binary for this CPU) as 'firecracker' on PATH, or set FORKD_FIRECRACKER to its full path; Test-ForkdHost shows what it finds. Snapshots made by forkd need Firecracker; our own can use -Backend Qemu.",
         };
     }
 

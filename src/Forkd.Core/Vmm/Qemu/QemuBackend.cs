@@ -61,6 +61,9 @@ public sealed class QemuBackend : IVmmBackend
         return outcome.ExitCode == 0 ? outcome.StandardOutput.Split('\n').FirstOrDefault(l => l.Length > 0) : null;
     }
 
+    /// <summary>Only our own snapshots are QEMU's, and they carry everything.</summary>
+    public SnapshotMetadata Adopt(string snapshotDirectory, SnapshotMetadata metadata) => metadata;
+
     public void EnsureAvailable()
     {
         if (Path.IsPathRooted(Executable) ? !File.Exists(Executable) : ExecutableSearch.Find(Executable) is null)
