@@ -71,7 +71,7 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            ThrowForkdError(ex, Tag);
+            WriteForkdError(ex, Tag); // one tag of a pipeline failing does not stop the others
         }
     }
 }
