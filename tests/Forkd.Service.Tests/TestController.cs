@@ -49,7 +49,7 @@ internal sealed class TestController : IAsyncDisposable
 }
 
 /// <summary>A private data dir (and temp root) per test, removed afterwards.</summary>
-internal sealed class TempPaths : IDisposable
+public sealed class TempPaths : IDisposable
 {
     public TempPaths()
     {
