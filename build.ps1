@@ -51,6 +51,12 @@ function Invoke-Build {
         if (Test-Path $file) { Copy-Item $file $out }
     }
     Copy-Item "$root/Forkd.psd1", "$root/Forkd.Format.ps1xml" $out
+    # The controller (REST API, MCP) is a helper executable on ASP.NET Core: its own folder, all of its publish output.
+    $controllerPublish = Join-Path $artifacts 'publish-controller'
+    Invoke-Native dotnet @('publish', "$root/src/Forkd.Service/Forkd.Service.csproj", '-c', $Configuration,
+        '-r', 'linux-x64', '--self-contained', 'false', '-o', $controllerPublish, '--nologo', '-v', 'quiet')
+    New-Item -ItemType Directory -Path (Join-Path $out 'controller') | Out-Null
+    Get-ChildItem $controllerPublish -File | Where-Object Extension -in '.dll', '.json' | Copy-Item -Destination (Join-Path $out 'controller')
     foreach ($dir in 'guest', 'recipes') {
         if (Test-Path "$root/$dir") { Copy-Item "$root/$dir" $out -Recurse }
     }
@@ -69,9 +75,19 @@ function Get-PesterModule {
 }
 
 function Invoke-Xunit {
-    $trxDir = Join-Path $artifacts 'xunit'
+    # One run per test project (the engine, the service); the counts are summed.
+    $totals = [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0 }
+    foreach ($project in 'Forkd.Core.Tests', 'Forkd.Service.Tests') {
+        $r = Invoke-XunitProject $project
+        $totals.Passed += $r.Passed; $totals.Failed += $r.Failed; $totals.Skipped += $r.Skipped
+    }
+    $totals
+}
+
+function Invoke-XunitProject([string] $Project) {
+    $trxDir = Join-Path $artifacts "xunit/$Project"
     if (Test-Path $trxDir) { Remove-Item $trxDir -Recurse -Force }
-    & dotnet test "$root/tests/Forkd.Core.Tests/Forkd.Core.Tests.csproj" -c $Configuration --nologo `
+    & dotnet test "$root/tests/$Project/$Project.csproj" -c $Configuration --nologo `
         --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $trxDir
     $trx = Join-Path $trxDir 'xunit.trx'
     if (-not (Test-Path $trx)) {
