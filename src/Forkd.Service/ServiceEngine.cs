@@ -70,16 +70,18 @@ public sealed class ServiceEngine
 
     public async Task StopChildAsync(string id) => await ChildStopper.StopAsync(Registry, GetChild(id)).ConfigureAwait(false);
 
-    public Task<ForkdEvalResult> EvalAsync(string id, string code, TimeSpan timeout, CancellationToken cancellationToken) =>
-        AgentCalls.EvalAsync(Registry, GetChild(id), code, timeout, cancellationToken);
+    // The agent calls take the child already looked up (one registry read per request).
+    public Task<ForkdEvalResult> EvalAsync(ForkdChild child, string code, TimeSpan timeout, CancellationToken cancellationToken) =>
+        AgentCalls.EvalAsync(Registry, child, code, timeout, cancellationToken);
 
-    public Task<ForkdExecResult> ExecAsync(string id, IReadOnlyList<string> argv, TimeSpan timeout, CancellationToken cancellationToken) =>
-        AgentCalls.ExecAsync(Registry, GetChild(id), argv, timeout, cancellationToken);
+    public Task<ForkdExecResult> ExecAsync(ForkdChild child, IReadOnlyList<string> argv, TimeSpan timeout, CancellationToken cancellationToken) =>
+        AgentCalls.ExecAsync(Registry, child, argv, timeout, cancellationToken);
 
     /// <summary>The agent's ping reply object unchanged (forkd's REST ping returns it verbatim).</summary>
-    public async Task<JsonObject> PingAsync(string id, TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task<JsonObject> PingAsync(ForkdChild child, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var child = GetChild(id);
+        ArgumentNullException.ThrowIfNull(child);
+        var id = child.Id;
         // Only while the pid is provably still this child's VMM (the same check as Test-ForkdAgent).
         if (!Registry.IsOurProcess(child.ProcessId, child.WorkDirectory))
         {

@@ -54,7 +54,7 @@ public static class RestRoutes
         }));
 
         v1.MapPost("/sandboxes/{id}/ping", (HttpContext http, string id) => Guard(http, "ping", async () =>
-            Results.Json(await engine.PingAsync(id, PingTimeout, http.RequestAborted).ConfigureAwait(false)))).RequireRateLimiting(AgentPolicy);
+            Results.Json(await engine.PingAsync(engine.GetChild(id), PingTimeout, http.RequestAborted).ConfigureAwait(false)))).RequireRateLimiting(AgentPolicy);
         v1.MapPost("/sandboxes/{id}/exec", (HttpContext http, string id) => ExecAsync(http, id, engine, metrics)).RequireRateLimiting(AgentPolicy);
         v1.MapPost("/sandboxes/{id}/eval", (HttpContext http, string id) => EvalAsync(http, id, engine, metrics)).RequireRateLimiting(AgentPolicy);
         v1.MapPost("/sandboxes/{id}/branch", (HttpContext http, string id) => Guard(http, "branch", () =>
@@ -131,7 +131,7 @@ public static class RestRoutes
 
         return await Guard(http, "exec", async () =>
         {
-            engine.GetChild(id); // unknown id is 404 before an empty argv is 400 (forkd's order)
+            var child = engine.GetChild(id); // unknown id is 404 before an empty argv is 400 (forkd's order)
             if (request!.Args is null)
             {
                 return ApiErrors.Error(http, StatusCodes.Status422UnprocessableEntity, "InvalidRequestShape", "missing field `args`");
@@ -147,7 +147,7 @@ public static class RestRoutes
                 return ApiErrors.Error(http, StatusCodes.Status400BadRequest, "InvalidTimeout", "timeout_secs must be between 1 and 86400");
             }
 
-            var result = await engine.ExecAsync(id, request.Args, TimeSpan.FromSeconds(request.TimeoutSecs), http.RequestAborted).ConfigureAwait(false);
+            var result = await engine.ExecAsync(child, request.Args, TimeSpan.FromSeconds(request.TimeoutSecs), http.RequestAborted).ConfigureAwait(false);
             metrics.AgentCall("exec", result.Error is null);
             return Results.Json(ExecResponse.From(result));
         }).ConfigureAwait(false);
@@ -163,14 +163,14 @@ public static class RestRoutes
 
         return await Guard(http, "eval", async () =>
         {
-            engine.GetChild(id);
+            var child = engine.GetChild(id);
             if (string.IsNullOrEmpty(request!.Code))
             {
                 return ApiErrors.Error(http, StatusCodes.Status400BadRequest, "EvalCodeEmpty", "code must not be empty");
             }
 
             var timeout = request.TimeoutSecs is >= 1 and <= 86400 ? TimeSpan.FromSeconds(request.TimeoutSecs) : EvalTimeout;
-            var result = await engine.EvalAsync(id, request.Code, timeout, http.RequestAborted).ConfigureAwait(false);
+            var result = await engine.EvalAsync(child, request.Code, timeout, http.RequestAborted).ConfigureAwait(false);
             metrics.AgentCall("eval", result.Error is null);
             return Results.Json(EvalResponse.From(result));
         }).ConfigureAwait(false);

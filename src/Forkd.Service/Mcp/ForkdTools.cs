@@ -63,7 +63,7 @@ public sealed class ForkdTools
             throw new McpException("EvalCodeEmpty: code must not be empty");
         }
 
-        return EvalResponse.From(await Call(() => _engine.EvalAsync(sandbox_id, code, TimeSpan.FromSeconds(30), cancellationToken)).ConfigureAwait(false));
+        return EvalResponse.From(await Call(() => _engine.EvalAsync(_engine.GetChild(sandbox_id), code, TimeSpan.FromSeconds(30), cancellationToken)).ConfigureAwait(false));
     }
 
     [McpServerTool(Name = "exec"), Description("Runs a program in a sandbox (argv, no shell); returns stdout, stderr and the exit code.")]
@@ -79,12 +79,12 @@ public sealed class ForkdTools
         }
 
         var timeout = TimeSpan.FromSeconds(Math.Clamp(timeout_secs, 1, 3600));
-        return ExecResponse.From(await Call(() => _engine.ExecAsync(sandbox_id, args, timeout, cancellationToken)).ConfigureAwait(false));
+        return ExecResponse.From(await Call(() => _engine.ExecAsync(_engine.GetChild(sandbox_id), args, timeout, cancellationToken)).ConfigureAwait(false));
     }
 
     [McpServerTool(Name = "ping", ReadOnly = true), Description("Pings a sandbox's guest agent; returns its reply (pid, language, versions).")]
     public async Task<string> PingAsync([Description("Sandbox id.")] string sandbox_id, CancellationToken cancellationToken = default) =>
-        (await Call(() => _engine.PingAsync(sandbox_id, TimeSpan.FromSeconds(3), cancellationToken)).ConfigureAwait(false)).ToJsonString();
+        (await Call(() => _engine.PingAsync(_engine.GetChild(sandbox_id), TimeSpan.FromSeconds(3), cancellationToken)).ConfigureAwait(false)).ToJsonString();
 
     [McpServerTool(Name = "stop", Destructive = true, Idempotent = true), Description("Stops a sandbox and removes everything it had (process, sockets, work dir, registry record).")]
     public async Task<string> StopAsync([Description("Sandbox id.")] string sandbox_id)
