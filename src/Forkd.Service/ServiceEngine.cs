@@ -1,33 +1,33 @@
 using System.Text.Json.Nodes;
 using Forkd.Core;
 using Forkd.Core.Engine;
-using Forkd.Core.Host;
+using Forkd.Core.Guest;
 using Forkd.Core.Store;
-using Forkd.Core.Vmm;
-using Forkd.Core.Vmm.Firecracker;
-using Forkd.Core.Vmm.Qemu;
 
 namespace Forkd.Service;
 
 /// <summary>
-/// The ONE place the service touches the engine (store, child registry, fork, stop, agent calls), so that
-/// moving to the composition root <c>Forkd.Core.Engine.ForkdEngine</c> is a change to this file only.
+/// The ONE place the service touches the engine, through the composition root <see cref="ForkdEngine"/> (store,
+/// child registry, backend catalogue, fork, stop) plus the agent calls.
 /// REST routes and MCP tools share it, and it shares the store and registry with the cmdlets: a child forked
 /// here shows in Get-ForkdChild and a cmdlet-forked child can be driven from here.
 /// </summary>
 public sealed class ServiceEngine
 {
     public ServiceEngine(ForkdPaths paths)
+        : this(new ForkdEngine(paths ?? throw new ArgumentNullException(nameof(paths))))
     {
-        Paths = paths ?? throw new ArgumentNullException(nameof(paths));
-        Registry = new ChildRegistry(paths);
     }
 
-    public ForkdPaths Paths { get; }
+    public ServiceEngine(ForkdEngine engine) => Engine = engine ?? throw new ArgumentNullException(nameof(engine));
 
-    public ChildRegistry Registry { get; }
+    public ForkdEngine Engine { get; }
 
-    private SnapshotStore Store => new(Paths) { RunningChildrenOf = Registry.RunningChildrenOf };
+    public ForkdPaths Paths => Engine.Paths;
+
+    public ChildRegistry Registry => Engine.Children;
+
+    private SnapshotStore Store => Engine.Store;
 
     public IReadOnlyList<SnapshotInfo> ListSnapshots() => Store.List();
 
@@ -56,7 +56,8 @@ public sealed class ServiceEngine
     public async Task<IReadOnlyList<ForkdChild>> ForkAsync(ForkRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var outcomes = await CreateForker(TagRule.Validate(request.Tag)).ForkAsync(request, null, cancellationToken).ConfigureAwait(false);
+        TagRule.Validate(request.Tag);
+        var outcomes = await Engine.ForkAsync(request, null, cancellationToken).ConfigureAwait(false);
         var failed = outcomes.FirstOrDefault(o => o.Error is not null);
         var children = outcomes.Where(o => o.Child is not null).Select(o => o.Child!).ToList();
         if (failed is null)
@@ -64,11 +65,11 @@ public sealed class ServiceEngine
             return children;
         }
 
-        await Task.WhenAll(children.Select(c => ChildStopper.StopAsync(Registry, c))).ConfigureAwait(false);
+        await Task.WhenAll(children.Select(Engine.StopChildAsync)).ConfigureAwait(false);
         throw failed.Error!;
     }
 
-    public async Task StopChildAsync(string id) => await ChildStopper.StopAsync(Registry, GetChild(id)).ConfigureAwait(false);
+    public async Task StopChildAsync(string id) => await Engine.StopChildAsync(GetChild(id)).ConfigureAwait(false);
 
     // The agent calls take the child already looked up (one registry read per request).
     public Task<ForkdEvalResult> EvalAsync(ForkdChild child, string code, TimeSpan timeout, CancellationToken cancellationToken) =>
@@ -109,23 +110,5 @@ public sealed class ServiceEngine
         {
             throw new ForkdException("AgentUnreachable", ForkdErrorKind.ConnectionFailed, $"cannot talk to the agent of sandbox {id}: {ex.Message}", id, ex);
         }
-    }
-
-    // Same rule as the cmdlets: children use the backend their snapshot records (forkd's own are Firecracker's).
-    private Forker CreateForker(string tag)
-    {
-        var kind = BackendKind.Qemu;
-        try
-        {
-            var recorded = Store.Get(tag).Metadata.Backend ?? nameof(BackendKind.Firecracker);
-            kind = Enum.TryParse<BackendKind>(recorded, ignoreCase: true, out var k) ? k : BackendKind.Qemu;
-        }
-        catch (ForkdException)
-        {
-            // the forker reports a missing or broken snapshot itself
-        }
-
-        IVmmBackend backend = kind == BackendKind.Firecracker ? new FirecrackerBackend() : new QemuBackend { TscKiloHertz = HostTsc.KiloHertz() ?? 0 };
-        return new Forker(Paths, backend, Registry, new Cgroups());
     }
 }

@@ -9,6 +9,7 @@ namespace Forkd.Service.Tests;
 
 /// <summary>MCP sessions with the official C# SDK's client: stdio (forkd-controller mcp) and HTTP (/mcp on the controller).</summary>
 [Collection(RealChildGroup.Name)]
+[Trait("Tier", "Full")] // boots QEMU: not in build.ps1 Test -Fast
 public sealed class McpTests
 {
     private static readonly string[] ExpectedTools = ["eval", "exec", "fork", "list_sandboxes", "list_snapshots", "ping", "stop"];

@@ -1,9 +1,6 @@
 using Forkd.Core.Engine;
-using Forkd.Core.Guest;
-using Forkd.Core.Host;
 using Forkd.Core.Store;
 using Forkd.Core.Vmm;
-using Forkd.Core.Vmm.Qemu;
 
 namespace Forkd.Service.Tests;
 
@@ -25,7 +22,7 @@ public sealed class RealChildFixture : IAsyncLifetime
 
     private readonly TempPaths _temp = new();
 
-    public ForkdPaths Paths => _temp.Paths;
+    public ForkdPaths Paths { get; private set; } = null!;
 
     public TempPaths Temp => _temp;
 
@@ -34,28 +31,25 @@ public sealed class RealChildFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(15));
-        var cache = Environment.GetEnvironmentVariable(GuestImageBuilder.CacheDirVariable) is { Length: > 0 } c ? c : Path.Combine(RepoRoot, ".cache");
-        var image = await new GuestImageBuilder(Paths, null, cache).BuildAsync("minimal", false, null, cts.Token);
-        var backend = new QemuBackend { TscKiloHertz = HostTsc.KiloHertz() ?? 0 };
-        var builder = new SnapshotBuilder(Paths, backend, new ChildRegistry(Paths), new AcceleratorChooser(Paths, backend).ChooseAsync);
-        await builder.CreateAsync(new SnapshotRequest
+        var cache = Environment.GetEnvironmentVariable(ForkdPaths.CacheDirVariable) is { Length: > 0 } c ? c : Path.Combine(RepoRoot, ".cache");
+        Paths = _temp.Paths with { CacheDirectory = Path.GetFullPath(cache) };
+        var engine = new ForkdEngine(Paths);
+        var request = await engine.Recipes.ResolveAsync(new SnapshotRequest
         {
             Tag = Tag,
             Recipe = "minimal",
-            KernelPath = image.KernelPath,
-            InitramfsPath = image.InitramfsPath,
-            KernelCommandLine = image.KernelCommandLine,
-            MemoryMiB = image.MemoryMiB,
-            WarmupCode = string.Join("\n", new[] { image.WarmupCode, Warmup }.Where(w => !string.IsNullOrWhiteSpace(w))),
+            KernelPath = "",
+            WarmupCode = Warmup,
             Accelerator = AcceleratorPreference.Tcg,
             CreatedBy = "Forkd.Service.Tests",
-        }, null, null, cts.Token);
+        }, false, null, null, cts.Token);
+        await engine.CreateSnapshotAsync(request, BackendKind.Qemu, null, null, cts.Token);
     }
 
     public async Task DisposeAsync()
     {
-        var registry = new ChildRegistry(Paths);
-        await Task.WhenAll(registry.List().Select(child => ChildStopper.StopAsync(registry, child)));
+        var engine = new ForkdEngine(Paths);
+        await Task.WhenAll(engine.Children.List().Select(engine.StopChildAsync));
         _temp.Dispose();
     }
 

@@ -13,6 +13,7 @@ namespace Forkd.Service.Tests;
 
 /// <summary>Real TCG QEMU children of a real snapshot, driven over real HTTP; the registry is the one Get-ForkdChild reads.</summary>
 [Collection(RealChildGroup.Name)]
+[Trait("Tier", "Full")] // boots QEMU: not in build.ps1 Test -Fast
 public sealed class RealChildTests
 {
     private readonly RealChildFixture _fixture;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Forkd.Core.Guest;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
 using Forkd.Core.Vmm;
@@ -41,15 +42,17 @@ public sealed record ForkOutcome(int Index, ForkdChild? Child, ForkdException? E
 public sealed class Forker
 {
     private readonly ForkdPaths _paths;
-    private readonly IVmmBackend _backend;
+    private readonly SnapshotStore _store;
+    private readonly BackendCatalog _backends;
     private readonly ChildRegistry _registry;
     private readonly Cgroups _cgroups;
 
-    public Forker(ForkdPaths paths, IVmmBackend backend, ChildRegistry registry, Cgroups cgroups)
+    public Forker(SnapshotStore store, BackendCatalog backends, Cgroups cgroups)
     {
-        _paths = paths;
-        _backend = backend;
-        _registry = registry;
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _paths = store.Paths;
+        _backends = backends ?? throw new ArgumentNullException(nameof(backends));
+        _registry = store.Children;
         _cgroups = cgroups;
     }
 
@@ -64,7 +67,7 @@ public sealed class Forker
 
         // Shared: forks of one tag run side by side; creating or removing the tag meanwhile is refused.
         using var tagLock = TagLock.AcquireShared(_paths, tag, "Invoke-ForkdFork");
-        var snapshot = new SnapshotStore(_paths).Get(tag);
+        var snapshot = _store.Get(tag);
         var metadata = snapshot.Metadata;
         if (!snapshot.IsComplete || metadata.BackendConfig is null)
         {
@@ -72,11 +75,10 @@ public sealed class Forker
                 $"snapshot '{tag}' has no vmstate, memory image or backend settings; it cannot be forked", tag);
         }
 
-        if (!string.Equals(metadata.Backend, _backend.Kind.ToString(), StringComparison.OrdinalIgnoreCase))
-        {
-            throw new ForkdException("BackendMismatch", ForkdErrorKind.NotSupported,
-                $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
-        }
+        // Children always run on the backend that made the snapshot.
+        var backend = _backends.ForSnapshot(metadata, tag);
+        backend.Capabilities.Require(backend.Kind, rootDisk: false, volumes: metadata.Volumes.Count > 0, network: request.Network);
+        backend.EnsureAvailable();
 
         var sharedWrite = Volumes.CheckSharedWritable(tag, metadata.Volumes, request.Count, _registry.RunningChildrenOf(tag).Count,
             request.AllowSharedWritableVolumes);
@@ -98,7 +100,7 @@ public sealed class Forker
         {
             try
             {
-                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
+                var child = await StartChildAsync(backend, request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
                     namespaces?[index - 1], c =>
                 {
                     lock (started)
@@ -136,7 +138,7 @@ public sealed class Forker
         }
     }
 
-    private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
+    private async Task<ForkdChild> StartChildAsync(IVmmBackend backend, ForkRequest request, string snapshotDir, VmSnapshotFiles files,
         System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, IReadOnlyList<DriveSpec> driveOverrides, int index,
         string? netns, Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
@@ -148,7 +150,7 @@ public sealed class Forker
         IVmHandle vm;
         try
         {
-            vm = await _backend.RestoreAsync(new VmRestoreSpec
+            vm = await backend.RestoreAsync(new VmRestoreSpec
             {
                 Name = id,
                 WorkDirectory = workDir,
@@ -172,7 +174,7 @@ public sealed class Forker
             Tag = request.Tag,
             Index = index,
             ProcessId = vm.ProcessId,
-            Backend = _backend.Kind.ToString().ToLowerInvariant(),
+            Backend = backend.Kind.ToString().ToLowerInvariant(),
             Accelerator = accelerator.ToString().ToLowerInvariant(),
             Agent = vm.Agent,
             RestoreTime = restoreTime,

@@ -8,6 +8,8 @@ public sealed record ForkdPaths(string DataDirectory, string TempDirectory)
 {
     public const string DataDirVariable = "FORKD_DATA_DIR";
 
+    public const string CacheDirVariable = "FORKD_CACHE_DIR";
+
     /// <summary><c>FORKD_DATA_DIR</c>, else <c>$XDG_DATA_HOME/forkd</c>, else <c>~/.local/share/forkd</c>; temp from <c>$TMPDIR</c>.</summary>
     public static ForkdPaths FromEnvironment()
     {
@@ -60,7 +62,18 @@ public sealed record ForkdPaths(string DataDirectory, string TempDirectory)
 
     public string LocksDirectory => Path.Combine(DataDirectory, "locks");
 
-    public string CacheDirectory => Path.Combine(DataDirectory, "cache");
+    /// <summary>
+    /// Guest images, root disks, Debian packages and KVM verdicts: <c>FORKD_CACHE_DIR</c>, else <c>&lt;data&gt;/cache</c>.
+    /// The one place the cache location is decided; everything that caches asks here.
+    /// </summary>
+    public string CacheDirectory { get; init; } = ResolveCacheDirectory(DataDirectory, Environment.GetEnvironmentVariable);
+
+    public static string ResolveCacheDirectory(string dataDirectory, Func<string, string?> env)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        var fromEnv = env(CacheDirVariable);
+        return string.IsNullOrEmpty(fromEnv) ? Path.Combine(dataDirectory, "cache") : Path.GetFullPath(fromEnv);
+    }
 
     /// <summary>The directory of one snapshot. The tag is validated first, so the result is always inside the store.</summary>
     public string SnapshotDirectory(string tag) => Path.Combine(SnapshotsDirectory, TagRule.Validate(tag));

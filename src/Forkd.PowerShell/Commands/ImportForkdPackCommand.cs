@@ -45,7 +45,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
 
         try
         {
-            var installer = new PackInstaller(Paths) { RunningChildrenOf = EngineHooks.RunningChildrenOf(Paths) };
+            var installer = Engine.Packs;
             var options = new ImportOptions { Tag = Tag, Force = Force };
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";
@@ -59,7 +59,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
                 }
 
                 using var client = new HubClient();
-                snapshot = new HubTaskRunner(this, 2).Run(p => client.PullAsync(installer, url, options, p, StopToken), StopToken);
+                snapshot = RunEngine(call => client.PullAsync(installer, url, options, call.PackProgress(2), call.CancellationToken));
             }
             else
             {
@@ -69,7 +69,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
                     return;
                 }
 
-                snapshot = new HubTaskRunner(this, 2).Run(p => installer.ImportFileAsync(file, options, p, StopToken), StopToken);
+                snapshot = RunEngine(call => installer.ImportFileAsync(file, options, call.PackProgress(2), call.CancellationToken));
             }
 
             foreach (var volume in snapshot.Metadata.Volumes)

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Forkd.Core.Host;
@@ -35,6 +36,59 @@ public sealed class FirecrackerBackend : IVmmBackend
     }
 
     public BackendKind Kind => BackendKind.Firecracker;
+
+    public BackendCapabilities Capabilities { get; } = new()
+    {
+        Accelerators = [Accelerator.Kvm],
+        RootDisks = false,
+        Volumes = true,
+        Networks = true,
+        AgentTransports = [AgentTransport.Vsock, AgentTransport.Tcp],
+        SnapshotKinds = SnapshotKinds.Full | SnapshotKinds.Diff,
+    };
+
+    public HostCheckResult CheckHost()
+    {
+        var binary = FirecrackerBinary.Locate();
+        var configured = Environment.GetEnvironmentVariable(FirecrackerBinary.PathVariable);
+        if (binary is null && !string.IsNullOrEmpty(configured))
+        {
+            return new("Firecracker", HostCheckStatus.Fail, $"{FirecrackerBinary.PathVariable} is '{configured}', which is not an executable file",
+                "Point FORKD_FIRECRACKER at the firecracker binary, or unset it to use the one on PATH.");
+        }
+
+        if (binary is null)
+        {
+            return new("Firecracker", HostCheckStatus.Warn, "no firecracker binary (FORKD_FIRECRACKER unset, none on PATH); -Backend Firecracker is unavailable, QEMU works",
+                "Only for -Backend Firecracker: install a Firecracker release binary on PATH or set FORKD_FIRECRACKER to it.");
+        }
+
+        var version = FirecrackerBinary.Version(binary);
+        return version is null
+            ? new("Firecracker", HostCheckStatus.Fail, $"{binary} does not run ('--version' failed)", "Replace it with a Firecracker release binary for this CPU architecture.")
+            : new("Firecracker", HostCheckStatus.Pass, $"{version} at {binary}");
+    }
+
+    public void EnsureAvailable()
+    {
+        if (_binary is null)
+        {
+            FirecrackerBinary.Require();
+        }
+    }
+
+    public Task<AcceleratorChoice> ChooseAcceleratorAsync(AcceleratorPreference preference, VmBootSpec image, CancellationToken cancellationToken) =>
+        preference == AcceleratorPreference.Tcg
+            ? throw new ForkdException("FirecrackerNeedsKvm", ForkdErrorKind.InvalidArgument,
+                "Firecracker runs guests only with KVM; -Accelerator Tcg needs -Backend Qemu", "Tcg")
+            : Task.FromResult(new AcceleratorChoice(Accelerator.Kvm, "Firecracker runs on KVM only"));
+
+    /// <summary>Firecracker records its drives in its own vmstate, by paths relative to each VM's work dir: nothing to add.</summary>
+    public JsonObject SnapshotConfig(JsonObject recorded, IReadOnlyList<DriveSpec> drives)
+    {
+        ArgumentNullException.ThrowIfNull(recorded);
+        return recorded.DeepClone().AsObject();
+    }
 
     /// <summary>How long a new Firecracker process may take to open its API socket.</summary>
     public TimeSpan ApiSocketWait { get; init; } = TimeSpan.FromSeconds(5);

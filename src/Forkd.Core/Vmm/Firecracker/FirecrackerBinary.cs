@@ -1,3 +1,4 @@
+using Forkd.Core.Host;
 using System.Diagnostics;
 
 namespace Forkd.Core.Vmm.Firecracker;
@@ -45,33 +46,9 @@ public static class FirecrackerBinary
     /// <summary>The first line of <c>firecracker --version</c> (e.g. "Firecracker v1.10.1"), or null.</summary>
     public static string? Version(string binary, TimeSpan? timeout = null)
     {
-        try
-        {
-            var start = new ProcessStartInfo(binary, "--version")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            using var p = Process.Start(start);
-            if (p is null)
-            {
-                return null;
-            }
-
-            var line = p.StandardOutput.ReadLine();
-            if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(5)))
-            {
-                p.Kill();
-                return null;
-            }
-
-            return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return null;
-        }
+        var outcome = ProcessRunner.Run(new ProcessSpec(binary, ["--version"]) { Timeout = timeout ?? TimeSpan.FromSeconds(5) });
+        var line = outcome.ExitCode == 0 ? outcome.StandardOutput.Split('\n').FirstOrDefault() : null;
+        return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
     }
 
     private static bool IsExecutable(string path)
