@@ -13,7 +13,7 @@ namespace Forkd.PowerShell.Commands;
 /// Microsoft.AspNetCore.App shared framework, which pwsh does not load); this cmdlet starts it, relays its
 /// output and stops it with SIGTERM, which drains the requests in flight. Children stay running in the registry.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Start, "ForkdController")]
+[Cmdlet(VerbsLifecycle.Start, "ForkdController", SupportsShouldProcess = true)]
 [OutputType(typeof(void))]
 public sealed class StartForkdControllerCommand : ForkdCmdlet
 {
@@ -56,6 +56,11 @@ public sealed class StartForkdControllerCommand : ForkdCmdlet
 
     protected override void ProcessRecord()
     {
+        if (!ShouldProcess(Listen, "Start the Forkd controller"))
+        {
+            return;
+        }
+
         var args = new List<string> { "serve", "--listen", Listen, "--max-body-bytes", MaxRequestBodyBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--max-concurrent-forks", MaxConcurrentForks.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--drain-seconds", DrainTimeoutSec.ToString(System.Globalization.CultureInfo.InvariantCulture) };

@@ -9,12 +9,17 @@ namespace Forkd.PowerShell.Commands;
 /// or Ctrl+C. For an MCP client's configuration: <c>pwsh -NoProfile -Command "Import-Module Forkd; Start-ForkdMcpServer"</c>.
 /// The HTTP transport is served by Start-ForkdController at /mcp.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Start, "ForkdMcpServer")]
+[Cmdlet(VerbsLifecycle.Start, "ForkdMcpServer", SupportsShouldProcess = true)]
 [OutputType(typeof(void))]
 public sealed class StartForkdMcpServerCommand : ForkdCmdlet
 {
     protected override void ProcessRecord()
     {
+        if (!ShouldProcess("stdio", "Start the Forkd MCP server"))
+        {
+            return;
+        }
+
         try
         {
             // The helper inherits stdin/stdout/stderr: the protocol flows between it and the client directly.
