@@ -67,6 +67,7 @@ public static class Program
         // stdout carries the protocol: every log line goes to stderr.
         builder.Logging.ClearProviders();
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter(ControllerHost.McpToolLogCategory, LogLevel.Critical);
         builder.Services.AddSingleton(new ServiceEngine(paths));
         builder.Services.AddMcpServer(ForkdTools.Configure).WithStdioServerTransport().WithTools<ForkdTools>();
         await builder.Build().RunAsync().ConfigureAwait(false);

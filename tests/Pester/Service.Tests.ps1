@@ -93,6 +93,38 @@ Describe 'Forkd as a service' -Tag Service {
         Get-ForkdChild | Should -BeNullOrEmpty
     }
 
+    It 'Start-ForkdMcpServer speaks MCP on the stdio of its pwsh: initialize, tools/list, a tool call' {
+        $start = [Diagnostics.ProcessStartInfo]::new($pwsh)
+        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$env:FORKD_MODULE_PATH'; Start-ForkdMcpServer") { $start.ArgumentList.Add($a) }
+        $start.RedirectStandardInput = $true; $start.RedirectStandardOutput = $true; $start.RedirectStandardError = $true
+        $mcp = [Diagnostics.Process]::Start($start)
+        $stderr = $mcp.StandardError.ReadToEndAsync()
+        try {
+            $send = { param($o) $mcp.StandardInput.WriteLine(($o | ConvertTo-Json -Compress -Depth 10)); $mcp.StandardInput.Flush() }
+            $read = {
+                param([int] $Id)
+                while ($true) {
+                    $task = $mcp.StandardOutput.ReadLineAsync()
+                    if (-not $task.Wait(60000)) { throw "no MCP reply $Id" }
+                    if ($null -eq $task.Result) { throw "MCP server closed stdout: $($stderr.Result)" }
+                    $m = $task.Result | ConvertFrom-Json
+                    if ($m.id -eq $Id) { return $m }
+                }
+            }
+            & $send @{ jsonrpc = '2.0'; id = 1; method = 'initialize'; params = @{ protocolVersion = '2025-06-18'; capabilities = @{}; clientInfo = @{ name = 'pester'; version = '1' } } }
+            (& $read 1).result.serverInfo.name | Should -Be 'forkd'
+            & $send @{ jsonrpc = '2.0'; method = 'notifications/initialized' }
+            & $send @{ jsonrpc = '2.0'; id = 2; method = 'tools/list' }
+            (& $read 2).result.tools.name | Sort-Object | Should -Be @('eval', 'exec', 'fork', 'list_sandboxes', 'list_snapshots', 'ping', 'stop')
+            & $send @{ jsonrpc = '2.0'; id = 3; method = 'tools/call'; params = @{ name = 'list_snapshots'; arguments = @{} } }
+            ((& $read 3).result.content[0].text | ConvertFrom-Json).tag | Should -Contain 'svcp'
+            $mcp.StandardInput.Close() # the client leaves: the server ends, and so does the cmdlet
+            $mcp.WaitForExit(30000) | Should -BeTrue
+        } finally {
+            if (-not $mcp.HasExited) { $mcp.Kill($true) }
+        }
+    }
+
     It 'passes the Python client, written from the API description, over every route (then deletes the snapshot)' {
         $out = & python3 (Join-Path $PSScriptRoot '../service/exercise.py') $controller.Url $tokenFile svcp --delete 2>&1
         $out | ForEach-Object { Write-Host "  $_" }

@@ -22,6 +22,9 @@ namespace Forkd.Service.Hosting;
 /// <summary>Builds the controller: Kestrel (TLS optional), the gates, forkd's REST API v1, /metrics and MCP over HTTP at /mcp.</summary>
 public static class ControllerHost
 {
+    /// <summary>The SDK logs every failed tool call with a stack trace; the error already goes back to the client as a tool error.</summary>
+    public const string McpToolLogCategory = "ModelContextProtocol.Server.McpServer";
+
     /// <summary>Checks the options (token, TLS pair, bind safety) and builds the app. Throws <see cref="ForkdException"/> on bad settings.</summary>
     public static WebApplication Build(ControllerOptions options, ForkdPaths paths, Action<ILoggingBuilder>? logging = null)
     {
@@ -41,6 +44,7 @@ public static class ControllerHost
         if (logging is null)
         {
             builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+            builder.Logging.AddFilter(McpToolLogCategory, LogLevel.Critical);
         }
         else
         {
