@@ -43,6 +43,32 @@ public class LimitsTests
     }
 
     [Fact]
+    public async Task Agent_calls_over_their_limit_are_429_while_forks_still_run()
+    {
+        using var temp = new TempPaths();
+        await using var c = await TestController.StartAsync(temp.Paths, new ControllerOptions { MaxConcurrentAgentCalls = 1 });
+        using var stalled = new StalledJsonContent("\"code\":\"1\"}");
+        var held = c.Client.PostAsync("/v1/sandboxes/sb-held/eval", stalled);
+        await stalled.Started;
+        await Task.Delay(200);
+        foreach (var path in new[] { "/v1/sandboxes/sb-other/eval", "/v1/sandboxes/sb-other/exec", "/v1/sandboxes/sb-other/ping" })
+        {
+            using var second = await c.Client.PostAsync(path, Json(path.EndsWith("exec", StringComparison.Ordinal) ? "{\"args\":[\"true\"]}" : "{\"code\":\"1\"}"));
+            Assert.Equal((HttpStatusCode)429, second.StatusCode);
+            Assert.Equal("1", second.Headers.GetValues("Retry-After").Single());
+        }
+
+        using (var fork = await c.Client.PostAsync("/v1/sandboxes", Json("{\"snapshot_tag\":\"other\"}")))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, fork.StatusCode); // the fork route has its own permits
+        }
+
+        stalled.Release();
+        using var first = await held;
+        Assert.Equal(HttpStatusCode.NotFound, first.StatusCode);
+    }
+
+    [Fact]
     public async Task Over_the_global_cap_is_503_with_retry_after()
     {
         using var temp = new TempPaths();
