@@ -26,6 +26,8 @@
         'Remove-ForkdSnapshot'
         'Remove-ForkdStaleWorkDir'
         'Start-ForkdSandbox'
+        'Start-ForkdController'
+        'Start-ForkdMcpServer'
         'Stop-ForkdChild'
         'Test-ForkdAgent'
         'Test-ForkdHost'

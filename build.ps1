@@ -59,6 +59,21 @@ function Invoke-Build {
     }
     foreach ($name in $allow) { Copy-Item (Join-Path $publish $name) $out }
     Copy-Item "$root/Forkd.psd1", "$root/Forkd.Format.ps1xml" $out
+    # The controller (REST API, MCP) is a helper executable on ASP.NET Core: its own folder, all of its publish output.
+    $controllerPublish = Join-Path $artifacts 'publish-controller'
+    Invoke-Native dotnet @('publish', "$root/src/Forkd.Service/Forkd.Service.csproj", '-c', $Configuration,
+        '-r', 'linux-x64', '--self-contained', 'false', '-o', $controllerPublish, '--nologo', '-v', 'quiet')
+    $controllerAllow = 'forkd-controller.dll', 'forkd-controller.deps.json', 'forkd-controller.runtimeconfig.json', 'Forkd.Core.dll',
+        'Tmds.LibC.dll', 'ZstdSharp.dll', 'Tomlyn.dll', 'K4os.Compression.LZ4.dll', 'Prometheus.NetStandard.dll', 'Prometheus.AspNetCore.dll',
+        'ModelContextProtocol.dll', 'ModelContextProtocol.Core.dll', 'ModelContextProtocol.AspNetCore.dll', 'Microsoft.Extensions.AI.Abstractions.dll'
+    $controllerPublished = @(Get-ChildItem $controllerPublish -File | Where-Object Extension -in '.dll', '.json' | ForEach-Object Name)
+    $missing = @($controllerAllow | Where-Object { $_ -notin $controllerPublished })
+    $unexpected = @($controllerPublished | Where-Object { $_ -notin $controllerAllow })
+    if ($missing -or $unexpected) {
+        throw "controller file list changed: missing [$($missing -join ', ')], unexpected [$($unexpected -join ', ')]; update the list in build.ps1"
+    }
+    New-Item -ItemType Directory -Path (Join-Path $out 'controller') | Out-Null
+    foreach ($name in $controllerAllow) { Copy-Item (Join-Path $controllerPublish $name) (Join-Path $out 'controller') }
     foreach ($dir in 'guest', 'recipes') {
         if (Test-Path "$root/$dir") { Copy-Item "$root/$dir" $out -Recurse }
     }
@@ -77,10 +92,20 @@ function Get-PesterModule {
 }
 
 function Invoke-Xunit {
-    $trxDir = Join-Path $artifacts 'xunit'
+    # One run per test project (the engine, the service); the counts are summed.
+    $totals = [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0 }
+    foreach ($project in 'Forkd.Core.Tests', 'Forkd.Service.Tests') {
+        $r = Invoke-XunitProject $project
+        $totals.Passed += $r.Passed; $totals.Failed += $r.Failed; $totals.Skipped += $r.Skipped
+    }
+    $totals
+}
+
+function Invoke-XunitProject([string] $Project) {
+    $trxDir = Join-Path $artifacts "xunit/$Project"
     if (Test-Path $trxDir) { Remove-Item $trxDir -Recurse -Force }
     $filter = if ($Fast) { @('--filter', 'Tier!=Full') } else { @() }
-    & dotnet test "$root/tests/Forkd.Core.Tests/Forkd.Core.Tests.csproj" -c $Configuration --nologo @filter `
+    & dotnet test "$root/tests/$Project/$Project.csproj" -c $Configuration --nologo @filter `
         --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $trxDir
     $trx = Join-Path $trxDir 'xunit.trx'
     if (-not (Test-Path $trx)) {
