@@ -12,6 +12,8 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     /// <summary>The pack file, or a directory for <c>&lt;tag&gt;.forkd-snapshot.tar.zst</c> in it; the current directory by default.</summary>

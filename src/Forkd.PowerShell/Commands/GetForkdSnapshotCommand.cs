@@ -13,6 +13,8 @@ public sealed class GetForkdSnapshotCommand : ForkdCmdlet
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string[]? Tag { get; set; }
 
     protected override void ProcessRecord()

@@ -11,12 +11,20 @@ namespace Forkd.PowerShell.Commands;
 public sealed class ImportForkdPackCommand : ForkdCmdlet
 {
     private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
     private const string UriSet = "Uri";
 
+    /// <summary>Pack files; wildcards expand to every match.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "FullName")]
+    [SupportsWildcards]
     [ValidateNotNullOrEmpty]
-    public string Path { get; set; } = "";
+    public string[] Path { get; set; } = [];
+
+    /// <summary>Pack files taken exactly as written (no wildcard expansion); Get-ChildItem output binds here.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = [];
 
     /// <summary>An http(s) URL, or <c>owner/tag</c> resolved against the hub.</summary>
     [Parameter(Mandatory = true, ParameterSetName = UriSet)]
@@ -31,6 +39,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     /// <summary>Install under this tag instead of the one in the pack's manifest.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string? Tag { get; set; }
 
     [Parameter]
@@ -43,6 +52,21 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
             return;
         }
 
+        if (ParameterSetName == UriSet)
+        {
+            ImportOne(Uri, null);
+            return;
+        }
+
+        foreach (var file in PackPaths.Resolve(this, ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet))
+        {
+            ImportOne(file, file);
+        }
+    }
+
+    /// <summary>One pack: a failure is an error for that pack only (its path or URL as the target), the rest go on.</summary>
+    private void ImportOne(string source, string? file)
+    {
         try
         {
             var installer = Engine.Packs;
@@ -50,7 +74,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";
             SnapshotInfo snapshot;
-            if (ParameterSetName == UriSet)
+            if (file is null)
             {
                 var url = HubClient.ResolvePullTarget(Uri, Hub, Environment.GetEnvironmentVariable);
                 if (!ShouldProcess($"{HubClient.Redact(url)} -> {target}", action))
@@ -63,7 +87,6 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
             }
             else
             {
-                var file = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path);
                 if (!ShouldProcess($"{file} -> {target}", action))
                 {
                     return;
@@ -84,12 +107,12 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            WriteForkdError(ex, ParameterSetName == UriSet ? Uri : Path);
+            WriteForkdError(ex, source);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Disk full, permissions: the engine has removed its partial output already.
-            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, ParameterSetName == UriSet ? Uri : Path, inner: ex);
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, source, inner: ex);
         }
     }
 }

@@ -17,6 +17,12 @@ public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
     [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 30;
 
+    /// <summary>Write only the result objects, no error record for a guest failure (for scripts that check Succeeded or ExitCode themselves).</summary>
+    [Parameter]
+    public SwitchParameter NoGuestError { get; set; }
+
+    protected override ErrorRecord? GuestErrorFor(ForkdEvalResult result) => NoGuestError ? null : GuestFailure.For(result);
+
     protected override string ShouldProcessAction => "Evaluate Python code";
 
     protected override Task<ForkdEvalResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>

@@ -17,6 +17,12 @@ public sealed class InvokeForkdExecCommand : AgentCmdletBase<ForkdExecResult>
     [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 30;
 
+    /// <summary>Write only the result objects, no error record for a guest failure (for scripts that check Succeeded or ExitCode themselves).</summary>
+    [Parameter]
+    public SwitchParameter NoGuestError { get; set; }
+
+    protected override ErrorRecord? GuestErrorFor(ForkdExecResult result) => NoGuestError ? null : GuestFailure.For(result);
+
     protected override string ShouldProcessAction => "Run a command";
 
     protected override Task<ForkdExecResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>

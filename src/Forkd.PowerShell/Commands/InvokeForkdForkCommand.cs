@@ -12,6 +12,8 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     [Parameter(Position = 1)]
@@ -71,7 +73,8 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            ThrowForkdError(ex, Tag);
+            // One tag failing (not found, in use, damaged) must not stop the next tag in the pipeline.
+            WriteForkdError(ex, Tag);
         }
     }
 }

@@ -16,6 +16,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = RecipeSet)]

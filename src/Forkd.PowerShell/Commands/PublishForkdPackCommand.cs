@@ -11,6 +11,8 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     /// <summary>The presigned PUT URL (S3, R2, GCS…).</summary>

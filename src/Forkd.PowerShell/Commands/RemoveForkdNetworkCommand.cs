@@ -12,6 +12,7 @@ public sealed class RemoveForkdNetworkCommand : ForkdCmdlet
     /// <summary>Only these children's namespaces (and their veths); the bridge and NAT table stay. All when omitted.</summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateRange(1, ChildNetworks.MaxIndex)]
+    [ArgumentCompleter(typeof(NetworkIndexCompleter))]
     public int[]? Index { get; set; }
 
     /// <summary>Writes each removed item.</summary>

@@ -12,6 +12,8 @@ public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
     /// <summary>Exact tags to delete (no wildcards: deletion is never by pattern).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string[] Tag { get; set; } = [];
 
     protected override void ProcessRecord()

@@ -13,6 +13,7 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(RecipeCompleter))]
     public string Recipe { get; set; } = "";
 
     /// <summary>The program and its arguments, run without a shell.</summary>
@@ -77,7 +78,8 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            ThrowForkdError(ex, Recipe);
+            // Per recipe: the next piped recipe still runs.
+            WriteForkdError(ex, Recipe);
         }
     }
 
