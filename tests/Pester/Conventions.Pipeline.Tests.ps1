@@ -113,6 +113,18 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
         $ok.Output | Should -Match 'after'
     }
 
+    It 'real children and their results render within 80 columns with ids whole, under property names' {
+        $views = @((Get-ForkdChild), (Get-ForkdChild | Invoke-ForkdEval -Code 'base' -Confirm:$false), (Get-ForkdChild | Test-ForkdAgent))
+        foreach ($objects in $views) {
+            $lines = ($objects | Out-String -Width 80) -split "`n" | ForEach-Object TrimEnd
+            $lines | ForEach-Object { $_.Length | Should -BeLessOrEqual 80 }
+            foreach ($id in $children.Id) { ($lines -join "`n") | Should -Match ([regex]::Escape($id)) }
+            $header = $lines[[array]::FindIndex($lines, [Predicate[string]] { param($l) $l -match '^-+(\s+-+)*$' }) - 1] -split '\s+' | Where-Object { $_ }
+            foreach ($column in $header) { $objects[0].PSObject.Properties.Name | Should -Contain $column }
+        }
+        (Get-ForkdChild)[0].Restore | Should -BeOfType [timespan]
+    }
+
     It 'TabExpansion2 completes live snapshot tags and child ids' {
         $line = 'Invoke-ForkdFork -Tag c'
         (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Be @('cpy')

@@ -6,7 +6,7 @@ namespace Forkd.PowerShell.Commands;
 
 /// <summary>Builds (or finds in the cache) the guest image of a recipe: an ELF kernel plus an initramfs with Python and the agent.</summary>
 // "Build" is an approved verb (Lifecycle) since PowerShell 6; PowerShellStandard 5.1 has no constant for it.
-[Cmdlet("Build", "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[Cmdlet("Build", "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, HelpUri = HelpLinks.Base + "Build-ForkdImage.md")]
 [OutputType(typeof(GuestImage))]
 public sealed class BuildForkdImageCommand : ForkdCmdlet
 {

@@ -6,7 +6,7 @@ using Forkd.Core.Text;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Writes a snapshot as a forkd pack (<c>.forkd-snapshot.tar.zst</c>), forkd's <c>pack</c>.</summary>
-[Cmdlet(VerbsData.Export, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Export, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Export-ForkdPack.md")]
 [OutputType(typeof(PackInfo))]
 public sealed class ExportForkdPackCommand : ForkdCmdlet
 {

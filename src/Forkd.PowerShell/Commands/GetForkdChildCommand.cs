@@ -5,7 +5,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Lists forked children from the registry, in any session; a child whose VMM died shows as Exited.</summary>
-[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag")]
+[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag", HelpUri = HelpLinks.Base + "Get-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class GetForkdChildCommand : ForkdCmdlet
 {

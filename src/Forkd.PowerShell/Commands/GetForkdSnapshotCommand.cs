@@ -5,7 +5,7 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Lists snapshots in the local store (forkd's <c>images</c>).</summary>
-[Cmdlet(VerbsCommon.Get, "ForkdSnapshot")]
+[Cmdlet(VerbsCommon.Get, "ForkdSnapshot", HelpUri = HelpLinks.Base + "Get-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class GetForkdSnapshotCommand : ForkdCmdlet
 {

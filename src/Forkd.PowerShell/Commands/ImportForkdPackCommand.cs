@@ -6,7 +6,7 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Verifies and installs a pack as a local snapshot, from a file or a URL (forkd's <c>unpack</c> and <c>pull</c>).</summary>
-[Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet)]
+[Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet, HelpUri = HelpLinks.Base + "Import-ForkdPack.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class ImportForkdPackCommand : ForkdCmdlet
 {

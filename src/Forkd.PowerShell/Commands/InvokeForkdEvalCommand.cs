@@ -5,7 +5,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Evaluates Python code in each child's warm interpreter, in parallel.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdEval.md")]
 [OutputType(typeof(ForkdEvalResult))]
 public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
 {

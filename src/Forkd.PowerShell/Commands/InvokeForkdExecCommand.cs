@@ -5,7 +5,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Runs a command (argv, no shell) in each child, in parallel.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdExec", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdExec", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdExec.md")]
 [OutputType(typeof(ForkdExecResult))]
 public sealed class InvokeForkdExecCommand : AgentCmdletBase<ForkdExecResult>
 {

@@ -6,7 +6,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Starts children of a snapshot: each a detached VMM mapping the snapshot's memory copy-on-write.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdFork.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class InvokeForkdForkCommand : ForkdCmdlet
 {

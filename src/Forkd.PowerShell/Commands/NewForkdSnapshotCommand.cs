@@ -7,7 +7,7 @@ using Forkd.Core.Vmm;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Boots a parent VM, warms it up, pauses and saves it as a snapshot children fork from.</summary>
-[Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet)]
+[Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet, HelpUri = HelpLinks.Base + "New-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 {

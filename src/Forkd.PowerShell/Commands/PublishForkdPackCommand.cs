@@ -5,7 +5,7 @@ using Forkd.Core.Hub;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Packs a snapshot and uploads it to a presigned PUT URL (forkd's <c>push</c>).</summary>
-[Cmdlet(VerbsData.Publish, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Publish, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Publish-ForkdPack.md")]
 [OutputType(typeof(PublishResult))]
 public sealed class PublishForkdPackCommand : ForkdCmdlet
 {

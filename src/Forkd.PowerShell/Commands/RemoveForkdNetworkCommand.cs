@@ -5,7 +5,7 @@ using Forkd.Core.Host;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Removes forkd's child network namespaces, host veths, bridge and NAT table; only exact forkd names.</summary>
-[Cmdlet(VerbsCommon.Remove, "ForkdNetwork", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsCommon.Remove, "ForkdNetwork", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Remove-ForkdNetwork.md")]
 [OutputType(typeof(ChildNetworkItem))]
 public sealed class RemoveForkdNetworkCommand : ForkdCmdlet
 {

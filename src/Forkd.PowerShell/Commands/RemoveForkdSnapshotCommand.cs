@@ -5,7 +5,7 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Deletes snapshots from the local store.</summary>
-[Cmdlet(VerbsCommon.Remove, "ForkdSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+[Cmdlet(VerbsCommon.Remove, "ForkdSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, HelpUri = HelpLinks.Base + "Remove-ForkdSnapshot.md")]
 [OutputType(typeof(void))]
 public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
 {

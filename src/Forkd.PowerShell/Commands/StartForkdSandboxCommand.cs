@@ -7,7 +7,7 @@ using Forkd.Core.Vmm;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>One-shot sandbox (forkd's <c>run</c>): snapshot a recipe, fork one child, run one command, clean up.</summary>
-[Cmdlet(VerbsLifecycle.Start, "ForkdSandbox", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Start, "ForkdSandbox", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Start-ForkdSandbox.md")]
 [OutputType(typeof(SandboxResult))]
 public sealed class StartForkdSandboxCommand : ForkdCmdlet
 {

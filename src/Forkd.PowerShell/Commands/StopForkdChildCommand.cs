@@ -5,7 +5,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Ends children and removes everything they had: process, sockets, work dir, cgroup, registry entry.</summary>
-[Cmdlet(VerbsLifecycle.Stop, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsLifecycle.Stop, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Stop-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class StopForkdChildCommand : ForkdCmdlet
 {
