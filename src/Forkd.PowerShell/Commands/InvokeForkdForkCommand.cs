@@ -8,6 +8,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Starts children of a snapshot: each a detached VMM mapping the snapshot's memory copy-on-write.</summary>
 [Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdFork.md")]
 [OutputType(typeof(ForkdChild))]
+[Alias("New-ForkdChild")]
 public sealed class InvokeForkdForkCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -34,7 +35,23 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
 
     protected override void ProcessRecord()
     {
-        if (!CheckTag(Tag) || !ShouldProcess(Tag, $"Fork {Count} child(ren)"))
+        if (!CheckTag(Tag))
+        {
+            return;
+        }
+
+        // A missing or damaged snapshot is reported under -WhatIf too, not "Fork 1 child(ren)".
+        try
+        {
+            _ = Store.Get(Tag);
+        }
+        catch (ForkdException ex)
+        {
+            WriteForkdError(ex, Tag);
+            return;
+        }
+
+        if (!ShouldProcess(Tag, $"Fork {Count} child(ren)"))
         {
             return;
         }

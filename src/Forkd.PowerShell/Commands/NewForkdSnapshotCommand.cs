@@ -67,6 +67,23 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     protected override void EndProcessing()
     {
         CheckTag(Tag, terminating: true);
+        // -WhatIf reports what would really happen: the checks a real run makes first come before the question.
+        try
+        {
+            if (Force)
+            {
+                Store.ThrowIfChildrenRun(Tag, "replace it");
+            }
+            else
+            {
+                Store.ThrowIfExists(Tag);
+            }
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex, Tag);
+        }
+
         if (!ShouldProcess(Tag, Force ? "Create snapshot (replacing any existing one)" : "Create snapshot"))
         {
             return;
