@@ -20,8 +20,28 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
         GuestImageBuilder builder;
         try
         {

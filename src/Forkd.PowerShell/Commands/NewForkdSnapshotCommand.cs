@@ -64,8 +64,20 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Network { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
     protected override void EndProcessing()
     {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+            return;
+        }
+
         CheckTag(Tag, terminating: true);
         // -WhatIf reports what would really happen: the checks a real run makes first come before the question.
         try

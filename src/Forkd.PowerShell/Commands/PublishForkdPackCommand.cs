@@ -30,8 +30,28 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
     [ValidateRange(1, 19)]
     public int CompressionLevel { get; set; } = 3;
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
         if (!CheckTag(Tag))
         {
             return;
