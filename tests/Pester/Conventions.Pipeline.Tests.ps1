@@ -125,6 +125,26 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
         (Get-ForkdChild)[0].Restore | Should -BeOfType [timespan]
     }
 
+    It 'asks nothing and -WhatIf reports the refusal when a snapshot with running children would be removed' {
+        { Remove-ForkdSnapshot -Tag cpy -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'SnapshotInUse*'
+        # -Confirm would prompt, and this host cannot answer: the in-use check must come first.
+        { Remove-ForkdSnapshot -Tag cpy -Confirm -ErrorAction Stop } | Should -Throw -ErrorId 'SnapshotInUse*'
+        { New-ForkdSnapshot -Tag cpy -Recipe minimal -Force -WhatIf } | Should -Throw -ErrorId 'SnapshotInUse*'
+        Get-ForkdSnapshot -Tag cpy | Should -Not -BeNullOrEmpty
+    }
+
+    It 'a warm-up that raises is WarmupFailed, an InvalidArgument with advice about the code, not the host' {
+        $err = $null
+        try { New-ForkdSnapshot -Tag cbad -Recipe minimal -WarmupCode 'import nosuchmodule' -ErrorAction Stop } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'WarmupFailed*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err.ErrorDetails.RecommendedAction | Should -Match 'WarmupCode'
+        $err.ErrorDetails.RecommendedAction | Should -Not -Match 'Test-ForkdHost'
+        $err.Exception.Message | Should -Match 'ModuleNotFoundError'
+        Get-ForkdSnapshot -Tag cbad -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
     It 'TabExpansion2 completes live snapshot tags and child ids' {
         $line = 'Invoke-ForkdFork -Tag c'
         (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Be @('cpy')
