@@ -86,12 +86,13 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            WriteForkdError(ex, Tag);
+            // An error about a file keeps that file as its target; the others name the tag.
+            WriteForkdError(ex, ex.Target ?? Tag);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Disk full, permissions: the engine has removed its partial output already.
-            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, Tag, inner: ex);
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, destination, inner: ex);
         }
     }
 

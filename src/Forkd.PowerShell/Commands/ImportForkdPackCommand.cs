@@ -127,7 +127,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            WriteForkdError(ex, source);
+            WriteForkdError(ex, file ?? ex.Target ?? source);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
