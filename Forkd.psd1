@@ -36,11 +36,20 @@
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
-    AliasesToExport      = @()
+    AliasesToExport      = @('New-ForkdChild')
     PrivateData          = @{
         PSData = @{
-            Tags       = @('PSEdition_Core', 'Linux', 'microVM', 'QEMU', 'Firecracker', 'sandbox')
-            LicenseUri = 'https://www.apache.org/licenses/LICENSE-2.0'
+            Tags         = @('PSEdition_Core', 'Linux', 'microVM', 'QEMU', 'Firecracker', 'sandbox')
+            LicenseUri   = 'https://www.apache.org/licenses/LICENSE-2.0'
+            ProjectUri   = 'https://github.com/forkd-project/Forkd'
+            ReleaseNotes = @'
+0.2.0: result objects pipe back into every child and tag parameter; -Id takes wildcards; guest failures
+are error records (GuestEvalFailed, GuestExecFailed; -NoGuestError opts out); one bad pipeline item no
+longer stops the rest; live tab completion; 80-column views named after real properties; platyPS-grade
+help with online links; packaged as a .nupkg for PSResourceGet.
+'@
         }
     }
+    # Update-Help looks here for HelpInfo.xml; the cmdlets' HelpUri points at docs/cmdlets/<Cmdlet>.md beside it.
+    HelpInfoURI          = 'https://github.com/forkd-project/Forkd/tree/main/docs/'
 }

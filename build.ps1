@@ -11,12 +11,13 @@
            Tier=Full, Pester tags Module, Store and Hub). CI runs the full tier.
     Bench  Build, then every bench/*.bench.ps1.
     Demo   Build, import the module and show what it does so far.
+    Package Build, then write the module's .nupkg (PSResourceGet's Compress-PSResource) into out/.
 .EXAMPLE
     dotnet tool restore; dotnet pwsh ./build.ps1 Test
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Bench', 'Demo')]
+    [ValidateSet('Build', 'Test', 'Bench', 'Demo', 'Package')]
     [string] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -81,6 +82,21 @@ function Invoke-Build {
     & (Join-Path $root 'tools/New-ForkdHelp.ps1') -ModulePath (Join-Path $out 'Forkd.psd1') -SourcePath (Join-Path $root 'docs/cmdlets') `
         -OutputPath (Join-Path $out 'en-US/Forkd.PowerShell.dll-Help.xml')
     Write-Host "built $out"
+}
+
+# The .nupkg PSResourceGet (bundled with pwsh 7.4+) makes of out/Forkd, the same file Publish-PSResource uploads.
+function Invoke-Package {
+    Invoke-Build
+    $staging = Join-Path $artifacts 'package'
+    if (Test-Path $staging) { Remove-Item $staging -Recurse -Force }
+    New-Item -ItemType Directory -Path $staging | Out-Null
+    Import-Module Microsoft.PowerShell.PSResourceGet -MinimumVersion 1.1.0
+    Compress-PSResource -Path $out -DestinationPath $staging
+    $nupkg = Get-ChildItem $staging -Filter 'Forkd.*.nupkg' | Select-Object -First 1
+    if (-not $nupkg) { throw "Compress-PSResource wrote no Forkd .nupkg into $staging" }
+    $target = Join-Path (Split-Path $out) $nupkg.Name
+    Move-Item $nupkg.FullName $target -Force
+    Write-Host "packaged $target"
 }
 
 function Get-PesterModule {
@@ -167,6 +183,7 @@ function Invoke-PesterTests {
 New-Item -ItemType Directory -Force -Path $artifacts | Out-Null
 switch ($Task) {
     'Build' { Invoke-Build }
+    'Package' { Invoke-Package }
     'Demo' {
         Invoke-Build
         & (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -File (Join-Path $root 'tools/Show-ForkdDemo.ps1') -ModulePath (Join-Path $out 'Forkd.psd1')

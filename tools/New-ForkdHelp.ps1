@@ -11,7 +11,9 @@
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
     [Parameter(Mandatory)] [string] $SourcePath,
-    [Parameter(Mandatory)] [string] $OutputPath
+    [Parameter(Mandatory)] [string] $OutputPath,
+    # Where the rendered docs/cmdlets/<Cmdlet>.md pages live online (the cmdlets' HelpUri points there too).
+    [string] $OnlineBase = 'https://github.com/forkd-project/Forkd/blob/main/docs/cmdlets/'
 )
 $ErrorActionPreference = 'Stop'
 
@@ -49,7 +51,30 @@ function Read-HelpSource([string] $File) {
     $doc
 }
 
-$common = [System.Management.Automation.Cmdlet]::CommonParameters + [System.Management.Automation.Cmdlet]::OptionalCommonParameters
+# -WhatIf and -Confirm are documented like platyPS does (they show in SYNTAX and Get-Help -Parameter WhatIf works);
+# the other common parameters are covered by about_CommonParameters.
+$common = [System.Management.Automation.Cmdlet]::CommonParameters + @('UseTransaction')
+$standard = @{
+    WhatIf  = 'Shows what would happen if the cmdlet runs, with the same checks a real run makes first. The cmdlet is not run.'
+    Confirm = 'Prompts you for confirmation before running the cmdlet.'
+}
+
+# The type as platyPS writes it: Int64 rather than Nullable`1, String[] for arrays.
+function Get-TypeName([type] $Type) {
+    $inner = [Nullable]::GetUnderlyingType($Type)
+    if ($inner) { return $inner.Name }
+    $Type.Name
+}
+
+# A parameter's default: the value a fresh cmdlet object holds (None for null, empty arrays and empty strings).
+function Get-DefaultValue($Instance, $Parameter) {
+    if ($Parameter.Name -in $standard.Keys) { return 'False' }
+    $value = try { $Instance.($Parameter.Name) } catch { $null }
+    if ($value -is [System.Management.Automation.SwitchParameter]) { return [string]$value.IsPresent }
+    if ($null -eq $value -or ($value -is [string] -and $value -eq '') -or ($value -is [array] -and $value.Count -eq 0)) { return 'None' }
+    if ($value -is [array]) { return $value -join ', ' }
+    [string]$value
+}
 $module = Import-Module $ModulePath -PassThru -Force
 $problems = [System.Collections.Generic.List[string]]::new()
 
@@ -78,6 +103,8 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     if (-not $doc.Description) { $problems.Add("$($cmd.Name): no DESCRIPTION") }
     if ($doc.Examples.Count -eq 0) { $problems.Add("$($cmd.Name): no EXAMPLES") }
     $params = $cmd.Parameters.Values | Where-Object { $_.Name -notin $common }
+    foreach ($name in $standard.Keys) { if ($cmd.Parameters.ContainsKey($name) -and -not $doc.Parameters[$name]) { $doc.Parameters[$name] = $standard[$name] } }
+    $instance = [Activator]::CreateInstance($cmd.ImplementingType)
     foreach ($p in $params) { if (-not $doc.Parameters[$p.Name]) { $problems.Add("$($cmd.Name): parameter -$($p.Name) is not documented") } }
     foreach ($name in $doc.Parameters.Keys) { if ($name -notin $params.Name) { $problems.Add("$($cmd.Name): documents -$name, which does not exist") } }
 
@@ -91,7 +118,7 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     $w.WriteStartElement('description', $maml); Write-Paras $doc.Description; $w.WriteEndElement()
 
     $writeParam = {
-        param($p, $setParam)
+        param($p, $setParam, [switch] $InSyntax)
         $attr = if ($setParam) { $setParam } else { $p.ParameterSets.Values | Select-Object -First 1 }
         $pipeline = @()
         if ($attr.ValueFromPipeline) { $pipeline += 'ByValue' }
@@ -105,9 +132,14 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
         $w.WriteAttributeString('aliases', $(if ($p.Aliases.Count) { $p.Aliases -join ', ' } else { 'none' }))
         $w.WriteElementString('name', $maml, $p.Name)
         $w.WriteStartElement('description', $maml); Write-Paras ([string]$doc.Parameters[$p.Name]); $w.WriteEndElement()
-        $typeName = if ($p.SwitchParameter) { 'SwitchParameter' } else { $p.ParameterType.Name }
-        $w.WriteStartElement('parameterValue', $command); $w.WriteAttributeString('required', ([string](-not $p.SwitchParameter)).ToLowerInvariant()); $w.WriteString($typeName); $w.WriteEndElement()
-        $w.WriteStartElement('type', $dev); $w.WriteElementString('name', $maml, $p.ParameterType.FullName); $w.WriteEndElement()
+        # A switch shows as [-Force] in SYNTAX: no value element there (platyPS writes none).
+        if (-not ($p.SwitchParameter -and $InSyntax)) {
+            $typeName = if ($p.SwitchParameter) { 'SwitchParameter' } else { Get-TypeName $p.ParameterType }
+            $w.WriteStartElement('parameterValue', $command); $w.WriteAttributeString('required', ([string](-not $p.SwitchParameter)).ToLowerInvariant()); $w.WriteString($typeName); $w.WriteEndElement()
+        }
+        $type = [Nullable]::GetUnderlyingType($p.ParameterType) ?? $p.ParameterType
+        $w.WriteStartElement('type', $dev); $w.WriteElementString('name', $maml, $type.FullName); $w.WriteEndElement()
+        $w.WriteElementString('defaultValue', $dev, (Get-DefaultValue $instance $p))
         $w.WriteEndElement()
     }
 
@@ -116,7 +148,7 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
         $w.WriteStartElement('syntaxItem', $command)
         $w.WriteElementString('name', $maml, $cmd.Name)
         foreach ($sp in $set.Parameters | Where-Object { $_.Name -notin $common }) {
-            & $writeParam $cmd.Parameters[$sp.Name] ($cmd.Parameters[$sp.Name].ParameterSets[$set.Name] ?? $cmd.Parameters[$sp.Name].ParameterSets['__AllParameterSets'])
+            & $writeParam $cmd.Parameters[$sp.Name] ($cmd.Parameters[$sp.Name].ParameterSets[$set.Name] ?? $cmd.Parameters[$sp.Name].ParameterSets['__AllParameterSets']) -InSyntax
         }
         $w.WriteEndElement()
     }
@@ -151,6 +183,9 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     }
     $w.WriteEndElement()
     $w.WriteStartElement('relatedLinks', $maml)
+    $online = "$OnlineBase$($cmd.Name).md"
+    if ($cmd.HelpUri -ne $online) { $problems.Add("$($cmd.Name): HelpUri is '$($cmd.HelpUri)', expected $online") }
+    $w.WriteStartElement('navigationLink', $maml); $w.WriteElementString('linkText', $maml, 'Online Version:'); $w.WriteElementString('uri', $maml, $online); $w.WriteEndElement()
     $w.WriteStartElement('navigationLink', $maml); $w.WriteElementString('linkText', $maml, 'about_Forkd'); $w.WriteElementString('uri', $maml, ''); $w.WriteEndElement()
     $w.WriteEndElement()
     $w.WriteEndElement()

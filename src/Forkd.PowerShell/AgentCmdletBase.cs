@@ -16,7 +16,11 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     private readonly List<string> _ids = [];
 
     [Parameter(Mandatory = true, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("ChildId")]
+    [ChildIdTransformation]
+    [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ChildIdCompleter))]
     public string[] Id { get; set; } = [];
 
     [Parameter]
@@ -32,6 +36,18 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     /// <summary>What the call does to a child, for -WhatIf/-Confirm; null for read-only calls (ping).</summary>
     protected virtual string? ShouldProcessAction => null;
 
+    /// <summary>A guest-side failure in a result as an error record (see <see cref="GuestFailure"/>), or null.</summary>
+    protected virtual ErrorRecord? GuestErrorFor(TResult result) => null;
+
+    private void WriteResult(TResult result)
+    {
+        WriteObject(result);
+        if (GuestErrorFor(result) is { } error)
+        {
+            WriteError(error);
+        }
+    }
+
     /// <summary>One call to one child.</summary>
     protected abstract Task<TResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken);
 
@@ -39,16 +55,11 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     {
         var registry = Engine.Children;
         var children = new List<ForkdChild>();
-        foreach (var id in _ids.Distinct(StringComparer.Ordinal))
+        foreach (var child in ChildLookup.Resolve(registry, _ids, WriteError))
         {
-            var child = registry.Get(id);
-            if (child is null)
+            if (ViaNetwork && child.NetworkAgent is null)
             {
-                WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
-            }
-            else if (ViaNetwork && child.NetworkAgent is null)
-            {
-                WriteError("ChildHasNoNetwork", ErrorCategory.InvalidArgument, $"child '{id}' was not forked with -Network", id,
+                WriteError("ChildHasNoNetwork", ErrorCategory.InvalidArgument, $"child '{child.Id}' was not forked with -Network", child.Id,
                     "Invoke-ForkdFork -Network gives children a network (after Initialize-ForkdNetwork).");
             }
             else if (ShouldProcessAction is null || ShouldProcess(child.Id, ShouldProcessAction))
@@ -72,7 +83,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
                 try
                 {
                     var result = await CallAsync(registry, child, call.CancellationToken).ConfigureAwait(false);
-                    call.Post(() => WriteObject(result));
+                    call.Post(() => WriteResult(result));
                 }
                 catch (ForkdException ex)
                 {

@@ -48,8 +48,17 @@ Describe 'The Forkd module' -Tag Module {
         $target | Should -Be '.NETCoreApp,Version=v10.0'
     }
 
-    It 'has an about_Forkd topic' {
-        (Get-Help about_Forkd | Out-String) | Should -Match 'fork'
+    It 'has an about_Forkd topic that names every cmdlet' {
+        $about = Get-Help about_Forkd | Out-String
+        $about | Should -Match 'fork'
+        foreach ($name in (Get-Command -Module Forkd -CommandType Cmdlet).Name) { $about | Should -Match "\b$name\b" -Because 'about_Forkd names every cmdlet' }
+    }
+
+    It 'carries ProjectUri, ReleaseNotes and HelpInfoURI in its manifest' {
+        $manifest = Import-PowerShellDataFile $env:FORKD_MODULE_PATH
+        $manifest.PrivateData.PSData.ProjectUri | Should -Match '^https://'
+        $manifest.PrivateData.PSData.ReleaseNotes | Should -Not -BeNullOrEmpty
+        $manifest.HelpInfoURI | Should -Match '^https://'
     }
 }
 
@@ -82,6 +91,31 @@ Describe '<Name> conventions' -Tag Module -ForEach $commands {
     It 'has at least one example with code' {
         @($help.Examples.Example).Count | Should -BeGreaterThan 0
         $help.Examples.Example[0].Code | Should -Match 'Forkd'
+    }
+
+    It 'has platyPS-style syntax: [-WhatIf] [-Confirm], [-Switch], Int64 not Nullable, defaults filled in' {
+        $syntax = (Get-Help $Name).Syntax | Out-String -Width 400
+        $syntax | Should -Not -Match 'SwitchParameter'
+        $syntax | Should -Not -Match 'Nullable'
+        if ($ChangesState) {
+            $syntax | Should -Match '\[-WhatIf\] \[-Confirm\]'
+            (Get-Help $Name -Parameter WhatIf).Name | Should -Be 'WhatIf'
+        }
+        foreach ($p in @($help.Parameters.Parameter | Where-Object { $_ })) { $p.DefaultValue | Should -Not -BeNullOrEmpty -Because "-$($p.Name) states its default" }
+    }
+
+    It 'links to its online help page' {
+        $cmd.HelpUri | Should -Match "^https://.+/docs/cmdlets/$Name\.md$"
+        ($help.RelatedLinks.NavigationLink | Where-Object LinkText -eq 'Online Version:').Uri | Should -Be $cmd.HelpUri
+    }
+
+    It 'needs no prompt in its examples: every example that removes or stops things says -Confirm:$false or -WhatIf' {
+        foreach ($code in @($help.Examples.Example.Code)) {
+            foreach ($line in $code -split "`n" | Where-Object { $_ -match '\b(Remove|Stop)-Forkd\w+' -and $_ -notmatch 'Get-Help' }) {
+                $impact = (Get-Command ([regex]::Match($line, '(Remove|Stop)-Forkd\w+').Value)).ImplementingType.GetCustomAttributes([System.Management.Automation.CmdletAttribute], $false)[0].ConfirmImpact
+                if ($impact -eq 'High') { $line | Should -Match '-Confirm:\$false|-WhatIf' -Because "a High-impact example prompts: $line" }
+            }
+        }
     }
 
     It 'describes every parameter' {

@@ -23,6 +23,9 @@ public sealed record ForkdEvalResult
 
     public double DurationMs { get; init; }
 
+    /// <summary>The same as <see cref="DurationMs"/>, as a TimeSpan (the module's one convention for durations).</summary>
+    public TimeSpan Duration => TimeSpan.FromMilliseconds(DurationMs);
+
     public bool Succeeded => Error is null;
 }
 
@@ -42,6 +45,9 @@ public sealed record ForkdExecResult
 
     public double DurationMs { get; init; }
 
+    /// <summary>The same as <see cref="DurationMs"/>, as a TimeSpan (the module's one convention for durations).</summary>
+    public TimeSpan Duration => TimeSpan.FromMilliseconds(DurationMs);
+
     public bool Succeeded => Error is null && ExitCode == 0;
 }
 
@@ -53,6 +59,9 @@ public sealed record ForkdAgentStatus
     public bool Responding { get; init; }
 
     public double RoundTripMs { get; init; }
+
+    /// <summary><see cref="RoundTripMs"/> as a TimeSpan; null when the agent did not answer (no measurement).</summary>
+    public TimeSpan? RoundTrip => Responding ? TimeSpan.FromMilliseconds(RoundTripMs) : null;
 
     public string? Error { get; init; }
 }

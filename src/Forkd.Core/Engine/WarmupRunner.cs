@@ -13,8 +13,13 @@ internal static class WarmupRunner
         var result = await agent.EvalAsync(code, Timeout, cancellationToken).ConfigureAwait(false);
         if (result.Error is not null)
         {
-            throw new ForkdException("WarmupFailed", ForkdErrorKind.Failed,
-                $"the warm-up code failed in the guest: {result.Error}{(result.Traceback is null ? "" : Environment.NewLine + result.Traceback)}");
+            // The user's code raised: an argument problem, not a host one.
+            throw new ForkdException("WarmupFailed", ForkdErrorKind.InvalidArgument,
+                $"the warm-up code failed in the guest: {result.Error}{(result.Traceback is null ? "" : Environment.NewLine + result.Traceback)}", code)
+            {
+                Hint = "Fix -WarmupCode where the traceback points (try it first with Invoke-ForkdEval in a child of a snapshot made " +
+                       "without it); the host is fine: the parent booted and its agent answered.",
+            };
         }
     }
 }

@@ -44,6 +44,14 @@ public sealed record ForkdChild
     [JsonPropertyName("ready_ms")]
     public double ReadyTime { get; init; }
 
+    /// <summary><see cref="RestoreTime"/> as a TimeSpan; null when it was not measured (records of older versions).</summary>
+    [JsonIgnore]
+    public TimeSpan? Restore => RestoreTime > 0 ? TimeSpan.FromMilliseconds(RestoreTime) : null;
+
+    /// <summary><see cref="ReadyTime"/> as a TimeSpan; null when it was not measured.</summary>
+    [JsonIgnore]
+    public TimeSpan? Ready => ReadyTime > 0 ? TimeSpan.FromMilliseconds(ReadyTime) : null;
+
     [JsonPropertyName("work_dir")]
     public required string WorkDirectory { get; init; }
 

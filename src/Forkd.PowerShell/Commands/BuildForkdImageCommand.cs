@@ -6,7 +6,7 @@ namespace Forkd.PowerShell.Commands;
 
 /// <summary>Builds (or finds in the cache) the guest image of a recipe: an ELF kernel plus an initramfs with Python and the agent.</summary>
 // "Build" is an approved verb (Lifecycle) since PowerShell 6; PowerShellStandard 5.1 has no constant for it.
-[Cmdlet("Build", "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[Cmdlet("Build", "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, HelpUri = HelpLinks.Base + "Build-ForkdImage.md")]
 [OutputType(typeof(GuestImage))]
 public sealed class BuildForkdImageCommand : ForkdCmdlet
 {
@@ -20,8 +20,28 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
         GuestImageBuilder builder;
         try
         {

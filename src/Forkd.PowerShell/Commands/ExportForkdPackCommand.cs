@@ -6,12 +6,14 @@ using Forkd.Core.Text;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Writes a snapshot as a forkd pack (<c>.forkd-snapshot.tar.zst</c>), forkd's <c>pack</c>.</summary>
-[Cmdlet(VerbsData.Export, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Export, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Export-ForkdPack.md")]
 [OutputType(typeof(PackInfo))]
 public sealed class ExportForkdPackCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     /// <summary>The pack file, or a directory for <c>&lt;tag&gt;.forkd-snapshot.tar.zst</c> in it; the current directory by default.</summary>
@@ -32,8 +34,28 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
         if (!CheckTag(Tag))
         {
             return;
@@ -64,12 +86,13 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            WriteForkdError(ex, Tag);
+            // An error about a file keeps that file as its target; the others name the tag.
+            WriteForkdError(ex, ex.Target ?? Tag);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Disk full, permissions: the engine has removed its partial output already.
-            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, Tag, inner: ex);
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, destination, inner: ex);
         }
     }
 

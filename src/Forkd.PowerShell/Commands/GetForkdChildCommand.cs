@@ -5,17 +5,23 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Lists forked children from the registry, in any session; a child whose VMM died shows as Exited.</summary>
-[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag")]
+[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag", HelpUri = HelpLinks.Base + "Get-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class GetForkdChildCommand : ForkdCmdlet
 {
     [Parameter(Position = 0, ParameterSetName = "Tag", ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string[]? Tag { get; set; }
 
     [Parameter(Mandatory = true, ParameterSetName = "Id", ValueFromPipelineByPropertyName = true)]
+    [Alias("ChildId")]
+    [ChildIdTransformation]
+    [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ChildIdCompleter))]
     public string[] Id { get; set; } = [];
 
     protected override void ProcessRecord()
@@ -23,18 +29,7 @@ public sealed class GetForkdChildCommand : ForkdCmdlet
         var registry = Engine.Children;
         if (ParameterSetName == "Id")
         {
-            foreach (var id in Id)
-            {
-                var child = registry.Get(id);
-                if (child is null)
-                {
-                    WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
-                }
-                else
-                {
-                    WriteObject(child);
-                }
-            }
+            WriteObject(ChildLookup.Resolve(registry, Id, WriteError), enumerateCollection: true);
 
             return;
         }

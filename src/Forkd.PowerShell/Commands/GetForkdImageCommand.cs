@@ -5,7 +5,7 @@ using Forkd.Core.Guest;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Lists the guest images in the image cache.</summary>
-[Cmdlet(VerbsCommon.Get, "ForkdImage")]
+[Cmdlet(VerbsCommon.Get, "ForkdImage", HelpUri = HelpLinks.Base + "Get-ForkdImage.md")]
 [OutputType(typeof(GuestImage))]
 public sealed class GetForkdImageCommand : ForkdCmdlet
 {

@@ -5,7 +5,7 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Lists snapshots in the local store (forkd's <c>images</c>).</summary>
-[Cmdlet(VerbsCommon.Get, "ForkdSnapshot")]
+[Cmdlet(VerbsCommon.Get, "ForkdSnapshot", HelpUri = HelpLinks.Base + "Get-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class GetForkdSnapshotCommand : ForkdCmdlet
 {
@@ -13,6 +13,8 @@ public sealed class GetForkdSnapshotCommand : ForkdCmdlet
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string[]? Tag { get; set; }
 
     protected override void ProcessRecord()

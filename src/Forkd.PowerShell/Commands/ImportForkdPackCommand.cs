@@ -6,17 +6,25 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Verifies and installs a pack as a local snapshot, from a file or a URL (forkd's <c>unpack</c> and <c>pull</c>).</summary>
-[Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet)]
+[Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet, HelpUri = HelpLinks.Base + "Import-ForkdPack.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class ImportForkdPackCommand : ForkdCmdlet
 {
     private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
     private const string UriSet = "Uri";
 
+    /// <summary>Pack files; wildcards expand to every match.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("PSPath", "FullName")]
+    [SupportsWildcards]
     [ValidateNotNullOrEmpty]
-    public string Path { get; set; } = "";
+    public string[] Path { get; set; } = [];
+
+    /// <summary>Pack files taken exactly as written (no wildcard expansion); Get-ChildItem output binds here.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = [];
 
     /// <summary>An http(s) URL, or <c>owner/tag</c> resolved against the hub.</summary>
     [Parameter(Mandatory = true, ParameterSetName = UriSet)]
@@ -31,18 +39,54 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     /// <summary>Install under this tag instead of the one in the pack's manifest.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string? Tag { get; set; }
 
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
         if (Tag is not null && !CheckTag(Tag))
         {
             return;
         }
 
+        if (ParameterSetName == UriSet)
+        {
+            ImportOne(Uri, null);
+            return;
+        }
+
+        foreach (var file in PackPaths.Resolve(this, ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet))
+        {
+            ImportOne(file, file);
+        }
+    }
+
+    /// <summary>One pack: a failure is an error for that pack only (its path or URL as the target), the rest go on.</summary>
+    private void ImportOne(string source, string? file)
+    {
         try
         {
             var installer = Engine.Packs;
@@ -50,7 +94,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";
             SnapshotInfo snapshot;
-            if (ParameterSetName == UriSet)
+            if (file is null)
             {
                 var url = HubClient.ResolvePullTarget(Uri, Hub, Environment.GetEnvironmentVariable);
                 if (!ShouldProcess($"{HubClient.Redact(url)} -> {target}", action))
@@ -63,7 +107,6 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
             }
             else
             {
-                var file = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path);
                 if (!ShouldProcess($"{file} -> {target}", action))
                 {
                     return;
@@ -84,12 +127,12 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            WriteForkdError(ex, ParameterSetName == UriSet ? Uri : Path);
+            WriteForkdError(ex, file ?? ex.Target ?? source);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Disk full, permissions: the engine has removed its partial output already.
-            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, ParameterSetName == UriSet ? Uri : Path, inner: ex);
+            WriteError("PackIOFailed", ErrorCategory.WriteError, ex.Message, source, inner: ex);
         }
     }
 }

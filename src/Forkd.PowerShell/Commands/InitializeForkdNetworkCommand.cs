@@ -5,7 +5,7 @@ using Forkd.Core.Host;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Creates the per-child network namespaces <c>forkd-child-1..N</c> (tap, veth into forkd-br0, NAT). Idempotent.</summary>
-[Cmdlet(VerbsData.Initialize, "ForkdNetwork", SupportsShouldProcess = true)]
+[Cmdlet(VerbsData.Initialize, "ForkdNetwork", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Initialize-ForkdNetwork.md")]
 [OutputType(typeof(ChildNetwork))]
 public sealed class InitializeForkdNetworkCommand : ForkdCmdlet
 {

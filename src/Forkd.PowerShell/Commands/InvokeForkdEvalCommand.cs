@@ -5,7 +5,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Evaluates Python code in each child's warm interpreter, in parallel.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdEval", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdEval.md")]
 [OutputType(typeof(ForkdEvalResult))]
 public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
 {
@@ -16,6 +16,12 @@ public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
     [Parameter]
     [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 30;
+
+    /// <summary>Write only the result objects, no error record for a guest failure (for scripts that check Succeeded or ExitCode themselves).</summary>
+    [Parameter]
+    public SwitchParameter NoGuestError { get; set; }
+
+    protected override ErrorRecord? GuestErrorFor(ForkdEvalResult result) => NoGuestError ? null : GuestFailure.For(result);
 
     protected override string ShouldProcessAction => "Evaluate Python code";
 

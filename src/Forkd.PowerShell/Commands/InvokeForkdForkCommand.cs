@@ -6,12 +6,15 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Starts children of a snapshot: each a detached VMM mapping the snapshot's memory copy-on-write.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdFork.md")]
 [OutputType(typeof(ForkdChild))]
+[Alias("New-ForkdChild")]
 public sealed class InvokeForkdForkCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     [Parameter(Position = 1)]
@@ -30,9 +33,45 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Network { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
-        if (!CheckTag(Tag) || !ShouldProcess(Tag, $"Fork {Count} child(ren)"))
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
+        if (!CheckTag(Tag))
+        {
+            return;
+        }
+
+        // A missing or damaged snapshot is reported under -WhatIf too, not "Fork 1 child(ren)".
+        try
+        {
+            _ = Store.Get(Tag);
+        }
+        catch (ForkdException ex)
+        {
+            WriteForkdError(ex, Tag);
+            return;
+        }
+
+        if (!ShouldProcess(Tag, $"Fork {Count} child(ren)"))
         {
             return;
         }
@@ -71,7 +110,8 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            WriteForkdError(ex, Tag); // one tag of a pipeline failing does not stop the others
+            // One tag failing (not found, in use, damaged) must not stop the next tag in the pipeline.
+            WriteForkdError(ex, Tag);
         }
     }
 }

@@ -7,7 +7,7 @@ using Forkd.Core.Vmm;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Boots a parent VM, warms it up, pauses and saves it as a snapshot children fork from.</summary>
-[Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet)]
+[Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet, HelpUri = HelpLinks.Base + "New-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 {
@@ -16,6 +16,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = RecipeSet)]
@@ -63,9 +64,38 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Network { get; set; }
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
     protected override void EndProcessing()
     {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+            return;
+        }
+
         CheckTag(Tag, terminating: true);
+        // -WhatIf reports what would really happen: the checks a real run makes first come before the question.
+        try
+        {
+            if (Force)
+            {
+                Store.ThrowIfChildrenRun(Tag, "replace it");
+            }
+            else
+            {
+                Store.ThrowIfExists(Tag);
+            }
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex, Tag);
+        }
+
         if (!ShouldProcess(Tag, Force ? "Create snapshot (replacing any existing one)" : "Create snapshot"))
         {
             return;

@@ -5,12 +5,14 @@ using Forkd.Core.Hub;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Packs a snapshot and uploads it to a presigned PUT URL (forkd's <c>push</c>).</summary>
-[Cmdlet(VerbsData.Publish, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Publish, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Publish-ForkdPack.md")]
 [OutputType(typeof(PublishResult))]
 public sealed class PublishForkdPackCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
     public string Tag { get; set; } = "";
 
     /// <summary>The presigned PUT URL (S3, R2, GCS…).</summary>
@@ -28,8 +30,28 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
     [ValidateRange(1, 19)]
     public int CompressionLevel { get; set; } = 3;
 
+    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    private readonly AsJobInvocations _asJob = new();
+
+    protected override void EndProcessing()
+    {
+        if (AsJob)
+        {
+            _asJob.Start(this);
+        }
+    }
+
     protected override void ProcessRecord()
     {
+        if (AsJob)
+        {
+            _asJob.Add(this);
+            return;
+        }
+
         if (!CheckTag(Tag))
         {
             return;

@@ -6,7 +6,7 @@ using Forkd.Core.Text;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Deletes guest images from the image cache.</summary>
-[Cmdlet(VerbsCommon.Remove, "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "ByRecipe")]
+[Cmdlet(VerbsCommon.Remove, "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "ByRecipe", HelpUri = HelpLinks.Base + "Remove-ForkdImage.md")]
 [OutputType(typeof(GuestImage))]
 public sealed class RemoveForkdImageCommand : ForkdCmdlet
 {

@@ -5,13 +5,14 @@ using Forkd.Core.Host;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Removes forkd's child network namespaces, host veths, bridge and NAT table; only exact forkd names.</summary>
-[Cmdlet(VerbsCommon.Remove, "ForkdNetwork", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsCommon.Remove, "ForkdNetwork", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Remove-ForkdNetwork.md")]
 [OutputType(typeof(ChildNetworkItem))]
 public sealed class RemoveForkdNetworkCommand : ForkdCmdlet
 {
     /// <summary>Only these children's namespaces (and their veths); the bridge and NAT table stay. All when omitted.</summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateRange(1, ChildNetworks.MaxIndex)]
+    [ArgumentCompleter(typeof(NetworkIndexCompleter))]
     public int[]? Index { get; set; }
 
     /// <summary>Writes each removed item.</summary>

@@ -6,7 +6,7 @@ using Forkd.Core.Text;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Sweeps work dirs that crashed or interrupted runs left behind (forkd's <c>cleanup</c>).</summary>
-[Cmdlet(VerbsCommon.Remove, "ForkdStaleWorkDir", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsCommon.Remove, "ForkdStaleWorkDir", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Remove-ForkdStaleWorkDir.md")]
 [OutputType(typeof(StaleWorkDir))]
 public sealed class RemoveForkdStaleWorkDirCommand : ForkdCmdlet
 {

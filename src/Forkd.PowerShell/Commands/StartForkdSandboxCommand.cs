@@ -7,12 +7,13 @@ using Forkd.Core.Vmm;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>One-shot sandbox (forkd's <c>run</c>): snapshot a recipe, fork one child, run one command, clean up.</summary>
-[Cmdlet(VerbsLifecycle.Start, "ForkdSandbox", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Start, "ForkdSandbox", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Start-ForkdSandbox.md")]
 [OutputType(typeof(SandboxResult))]
 public sealed class StartForkdSandboxCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(RecipeCompleter))]
     public string Recipe { get; set; } = "";
 
     /// <summary>The program and its arguments, run without a shell.</summary>
@@ -77,7 +78,8 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            ThrowForkdError(ex, Recipe);
+            // Per recipe: the next piped recipe still runs.
+            WriteForkdError(ex, Recipe);
         }
     }
 

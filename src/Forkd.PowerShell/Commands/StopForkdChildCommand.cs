@@ -5,26 +5,28 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Ends children and removes everything they had: process, sockets, work dir, cgroup, registry entry.</summary>
-[Cmdlet(VerbsLifecycle.Stop, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(void))]
+[Cmdlet(VerbsLifecycle.Stop, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Stop-ForkdChild.md")]
+[OutputType(typeof(ForkdChild))]
 public sealed class StopForkdChildCommand : ForkdCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("ChildId")]
+    [ChildIdTransformation]
+    [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ChildIdCompleter))]
     public string[] Id { get; set; } = [];
+
+    /// <summary>Writes each stopped child (as it was before it stopped).</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
 
     protected override void ProcessRecord()
     {
         var registry = Engine.Children;
-        foreach (var id in Id)
+        foreach (var child in ChildLookup.Resolve(registry, Id, WriteError))
         {
-            var child = registry.Get(id);
-            if (child is null)
-            {
-                WriteError("ChildNotFound", ErrorCategory.ObjectNotFound, $"no child with id '{id}'", id, "Get-ForkdChild lists the known children.");
-                continue;
-            }
-
+            var id = child.Id;
             if (!ShouldProcess($"{child.Id} (pid {child.ProcessId}, {child.State})", "Stop child"))
             {
                 continue;
@@ -34,6 +36,10 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
             {
                 RunEngine(_ => Engine.StopChildAsync(child));
                 WriteVerbose($"stopped {child.Id}; removed {child.WorkDirectory}{(child.CgroupPath is null ? "" : " and " + child.CgroupPath)}");
+                if (PassThru)
+                {
+                    WriteObject(child with { State = ChildState.Exited });
+                }
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {

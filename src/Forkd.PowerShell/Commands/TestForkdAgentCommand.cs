@@ -6,7 +6,7 @@ using Forkd.Core.Engine;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Pings each child's agent, in parallel.</summary>
-[Cmdlet(VerbsDiagnostic.Test, "ForkdAgent")]
+[Cmdlet(VerbsDiagnostic.Test, "ForkdAgent", HelpUri = HelpLinks.Base + "Test-ForkdAgent.md")]
 [OutputType(typeof(ForkdAgentStatus))]
 public sealed class TestForkdAgentCommand : AgentCmdletBase<ForkdAgentStatus>
 {

@@ -6,7 +6,7 @@ using Forkd.Core.Host;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Checks what forkd needs from this host; one object per check with status, what was seen and how to fix it.</summary>
-[Cmdlet(VerbsDiagnostic.Test, "ForkdHost")]
+[Cmdlet(VerbsDiagnostic.Test, "ForkdHost", HelpUri = HelpLinks.Base + "Test-ForkdHost.md")]
 [OutputType(typeof(HostCheckResult))]
 public sealed class TestForkdHostCommand : ForkdCmdlet
 {
