@@ -72,6 +72,8 @@ public sealed class Forker
                 $"snapshot '{tag}' has no vmstate, memory image or backend settings; it cannot be forked", tag);
         }
 
+        SnapshotMetadataSafety.RequireVolumesBound(metadata, tag); // hub: imported volumes have no host side until bound
+
         if (!string.Equals(metadata.Backend, _backend.Kind.ToString(), StringComparison.OrdinalIgnoreCase))
         {
             throw new ForkdException("BackendMismatch", ForkdErrorKind.NotSupported,
