@@ -5,7 +5,8 @@ namespace Forkd.Core.Hub;
 /// that drops mid-body into a <c>HubDownloadInterrupted</c> error that says how far it got. Seekable when
 /// the inner stream is, so a redirected PUT can resend its body.
 /// </summary>
-internal sealed class TransferGuardStream(Stream inner, string shown, long? expected, ProgressThrottle? report = null) : Stream
+internal sealed class TransferGuardStream(Stream inner, string shown, long? expected, ProgressThrottle? report = null,
+    TransferWatchdog? watchdog = null, string method = "GET") : Stream
 {
     private long _count;
 
@@ -15,6 +16,10 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
         try
         {
             n = inner.Read(buffer);
+        }
+        catch (Exception ex) when (watchdog?.TimedOut == true)
+        {
+            throw watchdog.Timeout(method, shown, ex); // the watchdog closed the body under this read
         }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
@@ -33,6 +38,10 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
         {
             n = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception ex) when (watchdog?.TimedOut == true)
+        {
+            throw watchdog.Timeout(method, shown, ex);
+        }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
             throw Interrupted(ex);
@@ -48,6 +57,12 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
     {
         _count += n;
         report?.Set(_count);
+        watchdog?.Moved(n);
+        if (n == 0 && watchdog?.TimedOut == true)
+        {
+            throw watchdog.Timeout(method, shown, null);
+        }
+
         if (n == 0 && expected is { } total && _count < total)
         {
             throw Interrupted(null);
