@@ -34,15 +34,16 @@ public sealed class HubClient : IDisposable
     }
 
     /// <summary>
-    /// forkd's pull target rule: an http(s) URL is used as is; <c>owner/tag</c> becomes
-    /// <c>{hub}/{slug}.forkd-snapshot.tar.zst</c>, where every character that is neither a letter, a digit
+    /// forkd's pull target rule: an http(s) URL (lower-case prefix, as forkd checks it) is used as is; <c>owner/tag</c> becomes
+    /// <c>{hub}/{slug}.forkd-snapshot.tar.zst</c>, where every character that is neither alphanumeric in Rust's sense (<see cref="HubSlug"/>)
     /// nor '/' turns into '-'. The hub is <paramref name="hub"/>, else <c>FORKD_HUB_URL</c>.
     /// </summary>
     public static Uri ResolvePullTarget(string target, string? hub, Func<string, string?> env)
     {
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(env);
-        if (target.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || target.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        // forkd compares the prefix exactly (Rust's starts_with): "HTTP://…" is not a URL to it but a short form.
+        if (target.StartsWith("http://", StringComparison.Ordinal) || target.StartsWith("https://", StringComparison.Ordinal))
         {
             return Uri.TryCreate(target, UriKind.Absolute, out var direct)
                 ? direct
@@ -61,11 +62,13 @@ public sealed class HubClient : IDisposable
             throw new ForkdException("HubNotConfigured", ForkdErrorKind.InvalidArgument,
                 $"'{target}' is a hub short form, but no hub is configured", target)
             {
-                Hint = $"Pass -Hub <https://base-url> or set ${HubVariable}; or pass the pack's full URL with -Uri.",
+                Hint = target.StartsWith("http", StringComparison.OrdinalIgnoreCase) && target.Contains("://", StringComparison.Ordinal)
+                    ? "Like forkd, only a lower-case http:// or https:// prefix makes a URL; write the scheme in lower case."
+                    : $"Pass -Hub <https://base-url> or set ${HubVariable}; or pass the pack's full URL with -Uri.",
             };
         }
 
-        var slug = new string(target.Select(c => char.IsLetterOrDigit(c) || c == '/' ? c : '-').ToArray());
+        var slug = HubSlug.FromTarget(target);
         var text = hubBase.TrimEnd('/') + "/" + slug + PackFormat.FileSuffix;
         if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
         {
