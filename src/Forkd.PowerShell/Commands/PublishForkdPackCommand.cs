@@ -28,6 +28,11 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
     [ValidateRange(1, 19)]
     public int CompressionLevel { get; set; } = 3;
 
+    /// <summary>Seconds the upload may stall (connect, or under 1 KiB moving, or no reply) before HubTimeout.</summary>
+    [Parameter]
+    [ValidateRange(1, 86400)]
+    public double TimeoutSec { get; set; } = HubTimeouts.DefaultIdle.TotalSeconds;
+
     protected override void ProcessRecord()
     {
         if (!CheckTag(Tag))
@@ -49,7 +54,7 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
 
         try
         {
-            using var client = new HubClient();
+            using var client = new HubClient(MyInvocation.BoundParameters.ContainsKey(nameof(TimeoutSec)) ? HubTimeouts.FromSeconds(TimeoutSec) : new HubTimeouts());
             var options = new PackOptions { Description = Description, BaseImage = BaseImage, CompressionLevel = CompressionLevel };
             var result = new HubTaskRunner(this, 3).Run(p => client.PublishAsync(Paths, Tag, url, options, p, StopToken), StopToken);
             WriteVerbose($"pushed {result.BytesSent} bytes in {result.UploadDuration.TotalSeconds:F1}s ({result.MiBPerSecond:F1} MiB/s)");
