@@ -28,6 +28,17 @@ public sealed class HubTimeoutTests : IDisposable
         return File.ReadAllBytes(file);
     }
 
+    /// <summary>Without a timeout these calls never return; fail the test instead of hanging the run.</summary>
+    private static async Task<T> Bounded<T>(Task<T> task)
+    {
+        if (await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(60))) != task)
+        {
+            throw new Xunit.Sdk.XunitException("the call was still waiting after 60 s: no timeout fired");
+        }
+
+        return await task;
+    }
+
     [Theory]
     [InlineData(Stall.BeforeHeaders)]
     [InlineData(Stall.AfterHeaders)]
@@ -38,8 +49,8 @@ public sealed class HubTimeoutTests : IDisposable
         _server.Stalls["/slow.tar.zst"] = stall;
         var other = _box.NewDataDir("pulled");
         var clock = Stopwatch.StartNew();
-        var ex = await Assert.ThrowsAsync<ForkdException>(() =>
-            _client.PullAsync(new PackInstaller(other), _server.Url("/slow.tar.zst"), new ImportOptions(), null, default));
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => Bounded(
+            _client.PullAsync(new PackInstaller(other), _server.Url("/slow.tar.zst"), new ImportOptions(), null, default)));
         Assert.Equal("HubTimeout", ex.ErrorId);
         Assert.Equal(ForkdErrorKind.Timeout, ex.Kind);
         Assert.Contains("-TimeoutSec", ex.Hint, StringComparison.Ordinal);
@@ -54,8 +65,8 @@ public sealed class HubTimeoutTests : IDisposable
         HubSandbox.MakeSnapshot(_box.Paths, "stuck", pages: 20000); // ~80 MiB of pages: more than the socket buffers hold
         _server.Stalls["/stuck"] = Stall.NeverReadBody;
         var clock = Stopwatch.StartNew();
-        var ex = await Assert.ThrowsAsync<ForkdException>(() =>
-            _client.PublishAsync(_box.Paths, "stuck", _server.Url("/stuck"), new PackOptions(), null, default));
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => Bounded(
+            _client.PublishAsync(_box.Paths, "stuck", _server.Url("/stuck"), new PackOptions(), null, default)));
         Assert.Equal("HubTimeout", ex.ErrorId);
         Assert.InRange(clock.Elapsed.TotalSeconds, 1.5, 60);
         Assert.Empty(HubSandbox.Leftovers(_box.Paths));
