@@ -318,7 +318,7 @@ Describe 'A warmed snapshot moved to another data dir' -Tag HubEngine {
         $LASTEXITCODE | Should -Be 0
         # Really a sparse member: GNU tar lists it as such, and the pack is far smaller than the image.
         (& bash -c "zstd -dc '$pack' | tar -tvf - --sparse | grep memory.bin") | Should -Match 'memory.bin'
-        & bash -c "zstd -dc '$pack' | head -c 512 | tail -c 356 | head -c 1" | Should -Be 'S'
+        & bash -c "zstd -dc '$pack' > '$stage/p.tar' && python3 -c 'import sys, tarfile; print(tarfile.open(sys.argv[1]).getmember(""memory.bin"").issparse())' '$stage/p.tar'" | Should -Be 'True'
         (Get-Item $pack).Length | Should -BeLessThan ((Get-Item "$src/memory.bin").Length / 4)
 
         $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-sparse'
