@@ -213,9 +213,12 @@ public static unsafe class SnapshotMetadataSafety
     private static int? VolumeIndex(string? id, int volumeCount) =>
         id is not null && id.StartsWith("vol", StringComparison.Ordinal) &&
         int.TryParse(id.AsSpan(3), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var i) &&
-        i < volumeCount && id == Engine.Volumes.DriveId(i)
+        i < volumeCount && id == VolumeDriveId(i)
             ? i
             : null;
+
+    /// <summary>The drive id the engine gives volume <paramref name="index"/> (<c>vol0</c>, <c>vol1</c>, …).</summary>
+    public static string VolumeDriveId(int index) => "vol" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static string Printable(string s) => new(s.Take(200).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 

@@ -18,6 +18,9 @@ public static class SnapshotMetadataSchema
 
     public const int MaxStringLength = 4096;
 
+    /// <summary>Volumes per snapshot (vdb..vdy), as the engine's volume rules allow.</summary>
+    public const int MaxVolumes = 24;
+
     private delegate void Rule(JsonNode? value, string field, Ctx ctx);
 
     private sealed record Ctx(string Source);
@@ -304,7 +307,7 @@ public static class SnapshotMetadataSchema
             return; // forkd's serde default: []
         }
 
-        ArrayOf(Engine.Volumes.MaxCount, Closed(VolumeKeys))(v, field, ctx);
+        ArrayOf(MaxVolumes, Closed(VolumeKeys))(v, field, ctx);
     }
 
     private static Rule ArrayOf(int maxItems, Rule item) => (v, field, ctx) =>
