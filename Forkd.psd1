@@ -7,7 +7,7 @@
     Copyright            = '(c) Forkd contributors. Apache-2.0.'
     Description          = 'Fork many microVM sandboxes from one warmed parent VM: snapshots, copy-on-write children, packs.'
     CompatiblePSEditions = @('Core')
-    PowerShellVersion    = '7.4'
+    PowerShellVersion    = '7.6'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
     CmdletsToExport      = @(
         'Build-ForkdImage'

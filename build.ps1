@@ -7,6 +7,8 @@
            Forkd.Format.ps1xml and en-US help generated from docs/cmdlets/*.md.
     Test   Build, then xUnit over the engine, then Pester over out/Forkd in a child pwsh.
            Ends with one line "N passed, N failed, N skipped" and exits non-zero on any failure.
+           -Fast runs the fast tier only: no VMs, no guest image builds, no downloads (xUnit without
+           Tier=Full, Pester tags Module, Store and Hub). CI runs the full tier.
     Bench  Build, then every bench/*.bench.ps1.
     Demo   Build, import the module and show what it does so far.
 .EXAMPLE
@@ -20,7 +22,9 @@ param(
     [string] $Configuration = 'Release',
     # Pester tests to run (paths or tags); all when empty.
     [string[]] $PesterTag = @(),
-    [switch] $SkipXunit
+    [switch] $SkipXunit,
+    # The fast tier: no VMs, no downloads (a few minutes); the full tier is the default.
+    [switch] $Fast
 )
 
 $ErrorActionPreference = 'Stop'
@@ -44,12 +48,16 @@ function Invoke-Build {
         '-r', 'linux-x64', '--self-contained', 'false', '-o', $publish, '--nologo', '-v', 'quiet')
     if (Test-Path $out) { Remove-Item $out -Recurse -Force }
     New-Item -ItemType Directory -Path $out, (Join-Path $out 'en-US') | Out-Null
-    # Allow-list: only our assemblies and their third-party dependencies, never the PowerShell reference set.
+    # Allow-list: exactly our assemblies and their third-party dependencies, never the PowerShell reference set.
+    # A missing file or one nobody listed fails the build, so a new dependency is a decision, not an accident.
     $allow = 'Forkd.Core.dll', 'Forkd.PowerShell.dll', 'Tmds.LibC.dll', 'ZstdSharp.dll', 'Tomlyn.dll', 'K4os.Compression.LZ4.dll'
-    foreach ($name in $allow) {
-        $file = Join-Path $publish $name
-        if (Test-Path $file) { Copy-Item $file $out }
+    $published = @(Get-ChildItem $publish -Filter '*.dll' | ForEach-Object Name)
+    $missing = @($allow | Where-Object { $_ -notin $published })
+    $unexpected = @($published | Where-Object { $_ -notin $allow })
+    if ($missing -or $unexpected) {
+        throw "module file list changed: missing [$($missing -join ', ')], unexpected [$($unexpected -join ', ')]; update the allow-list in build.ps1"
     }
+    foreach ($name in $allow) { Copy-Item (Join-Path $publish $name) $out }
     Copy-Item "$root/Forkd.psd1", "$root/Forkd.Format.ps1xml" $out
     foreach ($dir in 'guest', 'recipes') {
         if (Test-Path "$root/$dir") { Copy-Item "$root/$dir" $out -Recurse }
@@ -71,7 +79,8 @@ function Get-PesterModule {
 function Invoke-Xunit {
     $trxDir = Join-Path $artifacts 'xunit'
     if (Test-Path $trxDir) { Remove-Item $trxDir -Recurse -Force }
-    & dotnet test "$root/tests/Forkd.Core.Tests/Forkd.Core.Tests.csproj" -c $Configuration --nologo `
+    $filter = if ($Fast) { @('--filter', 'Tier!=Full') } else { @() }
+    & dotnet test "$root/tests/Forkd.Core.Tests/Forkd.Core.Tests.csproj" -c $Configuration --nologo @filter `
         --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=normal' --results-directory $trxDir
     $trx = Join-Path $trxDir 'xunit.trx'
     if (-not (Test-Path $trx)) {
@@ -157,6 +166,7 @@ switch ($Task) {
         }
         $parts = @()
         if (-not $SkipXunit) { $parts += Invoke-Xunit }
+        if ($Fast -and -not $PesterTag) { $script:PesterTag = @('Module', 'Store', 'Hub') }
         $parts += Invoke-PesterTests
         foreach ($p in $parts) { foreach ($k in @($totals.Keys)) { $totals[$k] += $p.$k } }
         Write-Host ''

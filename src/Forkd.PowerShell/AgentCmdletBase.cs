@@ -37,7 +37,7 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
 
     protected override void EndProcessing()
     {
-        var registry = new ChildRegistry(Paths);
+        var registry = Engine.Children;
         var children = new List<ForkdChild>();
         foreach (var id in _ids.Distinct(StringComparer.Ordinal))
         {
@@ -62,33 +62,29 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
             return;
         }
 
-        using var pump = new PipelinePump();
-        using var throttle = new SemaphoreSlim(ThrottleLimit);
-        async Task One(ForkdChild child)
+        // Ctrl+C cancels outstanding calls; the children keep running.
+        RunEngine(async call =>
         {
-            await throttle.WaitAsync(StopToken).ConfigureAwait(false);
-            try
+            using var throttle = new SemaphoreSlim(ThrottleLimit);
+            async Task One(ForkdChild child)
             {
-                var result = await CallAsync(registry, child, StopToken).ConfigureAwait(false);
-                pump.Post(() => WriteObject(result));
+                await throttle.WaitAsync(call.CancellationToken).ConfigureAwait(false);
+                try
+                {
+                    var result = await CallAsync(registry, child, call.CancellationToken).ConfigureAwait(false);
+                    call.Post(() => WriteObject(result));
+                }
+                catch (ForkdException ex)
+                {
+                    call.Post(() => WriteForkdError(ex, child.Id));
+                }
+                finally
+                {
+                    throttle.Release();
+                }
             }
-            catch (ForkdException ex)
-            {
-                pump.Post(() => WriteForkdError(ex, child.Id));
-            }
-            finally
-            {
-                throttle.Release();
-            }
-        }
 
-        try
-        {
-            pump.Run(Task.Run(() => Task.WhenAll(children.Select(One)), StopToken));
-        }
-        catch (OperationCanceledException)
-        {
-            // Ctrl+C: outstanding calls were cancelled; the children keep running.
-        }
+            await Task.WhenAll(children.Select(One)).ConfigureAwait(false);
+        });
     }
 }

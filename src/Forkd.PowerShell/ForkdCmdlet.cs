@@ -1,26 +1,66 @@
 using System.Management.Automation;
 using Forkd.Core;
+using Forkd.Core.Engine;
 using Forkd.Core.Store;
 
 namespace Forkd.PowerShell;
 
 /// <summary>
-/// Base for every Forkd cmdlet: the resolved paths, a cancellation token that Ctrl+C
-/// (StopProcessing) trips, and one mapping from engine errors to PowerShell errors.
+/// Base for every Forkd cmdlet: the engine (the composition root, built once per cmdlet from the environment),
+/// one way to run engine work (<see cref="RunEngine{T}"/>) with one Ctrl+C policy, and one mapping from engine
+/// errors to PowerShell errors. Cmdlets bind parameters, call the engine and write what it returns.
 /// </summary>
 public abstract class ForkdCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
-    private ForkdPaths? _paths;
+    private ForkdEngine? _engine;
 
     /// <summary>Cancelled when the user presses Ctrl+C or the pipeline is stopped.</summary>
     protected CancellationToken StopToken => _stopping.Token;
 
-    protected ForkdPaths Paths => _paths ??= ForkdPaths.FromEnvironment();
+    protected ForkdEngine Engine => _engine ??= ForkdEngine.FromEnvironment();
 
-    protected SnapshotStore Store => new(Paths) { RunningChildrenOf = EngineHooks.RunningChildrenOf(Paths) };
+    protected ForkdPaths Paths => Engine.Paths;
+
+    protected SnapshotStore Store => Engine.Store;
 
     protected override void StopProcessing() => _stopping.Cancel();
+
+    /// <summary>
+    /// Runs engine work off the pipeline thread while this thread carries out what it posts (objects, errors,
+    /// progress, verbose lines) in order. The one Ctrl+C policy: StopProcessing cancels the work's token, this
+    /// thread keeps waiting until the engine has cleaned up (stopped what it started, removed its work dirs), and
+    /// then the pipeline stops. Engine errors come out as <see cref="ForkdException"/> for the caller to map.
+    /// </summary>
+    protected T RunEngine<T>(Func<EngineCall, Task<T>> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        using var pump = new PipelinePump();
+        var call = new EngineCall(this, pump, StopToken);
+        try
+        {
+            return pump.Run(Task.Run(() => work(call), StopToken));
+        }
+        catch (OperationCanceledException) when (StopToken.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (Exception) when (StopToken.IsCancellationRequested)
+        {
+            // Whatever the interrupted work threw while being cancelled, it has cleaned up: just stop.
+            throw new PipelineStoppedException();
+        }
+        finally
+        {
+            call.CompleteProgress();
+        }
+    }
+
+    protected void RunEngine(Func<EngineCall, Task> work) => RunEngine<bool>(async call =>
+    {
+        await work(call).ConfigureAwait(false);
+        return true;
+    });
 
     /// <summary>Turns an engine error into a non-terminating PowerShell error for one target.</summary>
     protected void WriteForkdError(ForkdException ex, object? target = null) => WriteError(ToErrorRecord(ex, target));

@@ -6,7 +6,7 @@ namespace Forkd.PowerShell;
 /// Runs engine work on the thread pool while the pipeline thread waits here and carries out what the
 /// work posts (WriteObject, WriteProgress, WriteVerbose, WriteError): PowerShell only allows those
 /// from the pipeline thread. Posts that arrive after the pump finished are dropped, never thrown:
-/// a late progress report must not crash pwsh.
+/// a late progress report must not crash pwsh. Used only through <see cref="ForkdCmdlet.RunEngine{T}"/>.
 /// </summary>
 internal sealed class PipelinePump : IDisposable
 {
@@ -25,9 +25,6 @@ internal sealed class PipelinePump : IDisposable
             }
         }
     }
-
-    /// <summary>A progress sink that posts each report straight to the pipeline thread (no thread-pool hop, order kept).</summary>
-    public IProgress<T> Progress<T>(Action<T> onPipelineThread) => new Sink<T>(this, onPipelineThread);
 
     /// <summary>Pumps posted actions until <paramref name="task"/> finishes, then returns its result (or throws its exception).</summary>
     public T Run<T>(Task<T> task)
@@ -97,10 +94,5 @@ internal sealed class PipelinePump : IDisposable
         }
 
         _queue.Dispose();
-    }
-
-    private sealed class Sink<T>(PipelinePump pump, Action<T> handler) : IProgress<T>
-    {
-        public void Report(T value) => pump.Post(() => handler(value));
     }
 }

@@ -103,7 +103,10 @@ Describe 'Test-ForkdHost' -Tag Host {
         $r.Status | Should -Be Fail
         $r.Observed | Should -Match 'kvm_pvm'
         $r.Fix | Should -Match 'TCG'
-        Test-Path (Join-Path $env:FORKD_DATA_DIR 'cache/kvm-boot-probe.json') | Should -BeTrue
+        # One verdict cache, in the cache dir Get-ForkdDataDirectory shows, keyed by the kernel's content: the
+        # accelerator choice of New-ForkdSnapshot reads the same entry.
+        $hash = (Get-FileHash -Algorithm SHA256 $kernel).Hash.ToLowerInvariant().Substring(0, 16)
+        @(Get-ChildItem (Join-Path (Get-ForkdDataDirectory).CacheDirectory 'kvm-verdicts') -Filter "$hash-*.json") | Should -HaveCount 1
         (Test-ForkdHost -Name Kvm -KernelPath $kernel).Observed | Should -Match '\(cached\)'
     }
 

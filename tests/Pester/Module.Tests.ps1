@@ -19,9 +19,33 @@ Describe 'The Forkd module' -Tag Module {
         Test-ModuleManifest -Path $env:FORKD_MODULE_PATH | Should -Not -BeNullOrEmpty
     }
 
-    It 'exports exactly the cmdlets the manifest lists' {
+    It 'exports every cmdlet the assembly implements, and the manifest lists exactly those' {
+        # Read the cmdlet classes from the DLL itself: Get-Command only sees what the manifest lets through.
         $manifest = Import-PowerShellDataFile $env:FORKD_MODULE_PATH
-        @(Get-Command -Module Forkd).Name | Sort-Object | Should -Be ($manifest.CmdletsToExport | Sort-Object)
+        $dll = Join-Path (Split-Path $env:FORKD_MODULE_PATH) 'Forkd.PowerShell.dll'
+        $implemented = [System.Reflection.Assembly]::LoadFrom($dll).GetExportedTypes() |
+            ForEach-Object { $_.GetCustomAttributes([System.Management.Automation.CmdletAttribute], $false) } |
+            ForEach-Object { "$($_.VerbName)-$($_.NounName)" }
+        @($implemented | Sort-Object) | Should -Be @($manifest.CmdletsToExport | Sort-Object)
+        @((Get-Command -Module Forkd -CommandType Cmdlet).Name | Sort-Object) | Should -Be @($implemented | Sort-Object)
+    }
+
+    It 'carries one version: the manifest''s, in every assembly' {
+        $manifest = Import-PowerShellDataFile $env:FORKD_MODULE_PATH
+        $dir = Split-Path $env:FORKD_MODULE_PATH
+        foreach ($name in 'Forkd.PowerShell.dll', 'Forkd.Core.dll') {
+            $version = [System.Reflection.AssemblyName]::GetAssemblyName((Join-Path $dir $name)).Version
+            "$($version.Major).$($version.Minor).$($version.Build)" | Should -Be $manifest.ModuleVersion
+        }
+    }
+
+    It 'states the PowerShell it really loads in: 7.6, whose runtime is the assemblies'' net10.0' {
+        $manifest = Import-PowerShellDataFile $env:FORKD_MODULE_PATH
+        [version]$manifest.PowerShellVersion | Should -Be ([version]'7.6')
+        $PSVersionTable.PSVersion | Should -BeGreaterOrEqual ([version]$manifest.PowerShellVersion)
+        $target = [System.Reflection.Assembly]::LoadFrom((Join-Path (Split-Path $env:FORKD_MODULE_PATH) 'Forkd.Core.dll')).GetCustomAttributes(
+            [System.Runtime.Versioning.TargetFrameworkAttribute], $false)[0].FrameworkName
+        $target | Should -Be '.NETCoreApp,Version=v10.0'
     }
 
     It 'has an about_Forkd topic' {

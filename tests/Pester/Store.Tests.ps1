@@ -135,6 +135,17 @@ Describe 'Get-ForkdDataDirectory' -Tag Store {
             $p.DataDirectory | Should -Be $env:FORKD_DATA_DIR
             $p.TempDirectory | Should -Be $env:TMPDIR
             $p.SnapshotsDirectory | Should -Be (Join-Path $env:FORKD_DATA_DIR 'snapshots')
+            $p.StagingDirectory | Should -Be (Join-Path $env:FORKD_DATA_DIR 'staging')
         } finally { $env:TMPDIR = $saved }
+    }
+
+    It 'shows the cache dir the engine really uses: FORKD_CACHE_DIR, else <data>/cache' {
+        $saved = $env:FORKD_CACHE_DIR
+        try {
+            $env:FORKD_CACHE_DIR = Join-Path $TestDrive 'elsewhere-cache'
+            (Get-ForkdDataDirectory).CacheDirectory | Should -Be $env:FORKD_CACHE_DIR
+            $env:FORKD_CACHE_DIR = $null
+            (Get-ForkdDataDirectory).CacheDirectory | Should -Be (Join-Path $env:FORKD_DATA_DIR 'cache')
+        } finally { $env:FORKD_CACHE_DIR = $saved }
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Forkd.Core.Guest;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
 using Forkd.Core.Vmm;
@@ -41,15 +42,17 @@ public sealed record ForkOutcome(int Index, ForkdChild? Child, ForkdException? E
 public sealed class Forker
 {
     private readonly ForkdPaths _paths;
-    private readonly IVmmBackend _backend;
+    private readonly SnapshotStore _store;
+    private readonly BackendCatalog _backends;
     private readonly ChildRegistry _registry;
     private readonly Cgroups _cgroups;
 
-    public Forker(ForkdPaths paths, IVmmBackend backend, ChildRegistry registry, Cgroups cgroups)
+    public Forker(SnapshotStore store, BackendCatalog backends, Cgroups cgroups)
     {
-        _paths = paths;
-        _backend = backend;
-        _registry = registry;
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _paths = store.Paths;
+        _backends = backends ?? throw new ArgumentNullException(nameof(backends));
+        _registry = store.Children;
         _cgroups = cgroups;
     }
 
@@ -64,8 +67,11 @@ public sealed class Forker
 
         // Shared: forks of one tag run side by side; creating or removing the tag meanwhile is refused.
         using var tagLock = TagLock.AcquireShared(_paths, tag, "Invoke-ForkdFork");
-        var snapshot = new SnapshotStore(_paths).Get(tag);
-        var metadata = snapshot.Metadata;
+        var snapshot = _store.Get(tag);
+        // Children always run on the backend that made the snapshot; it completes what other tools' snapshots lack
+        // (forkd's own record only vmstate, memory and volumes).
+        var backend = _backends.ForSnapshot(snapshot.Metadata, tag);
+        var metadata = backend.Adopt(snapshot.Path, snapshot.Metadata);
         if (!snapshot.IsComplete || metadata.BackendConfig is null)
         {
             throw new ForkdException("SnapshotIncomplete", ForkdErrorKind.InvalidData,
@@ -73,12 +79,8 @@ public sealed class Forker
         }
 
         SnapshotMetadataSafety.RequireVolumesBound(metadata, tag); // hub: imported volumes have no host side until bound
-
-        if (!string.Equals(metadata.Backend, _backend.Kind.ToString(), StringComparison.OrdinalIgnoreCase))
-        {
-            throw new ForkdException("BackendMismatch", ForkdErrorKind.NotSupported,
-                $"snapshot '{tag}' was made by the {metadata.Backend ?? "firecracker"} backend; this host forks with {_backend.Kind}", tag);
-        }
+        backend.Capabilities.Require(backend.Kind, rootDisk: false, volumes: metadata.Volumes.Count > 0, network: request.Network);
+        backend.EnsureAvailable();
 
         var sharedWrite = Volumes.CheckSharedWritable(tag, metadata.Volumes, request.Count, _registry.RunningChildrenOf(tag).Count,
             request.AllowSharedWritableVolumes);
@@ -100,7 +102,7 @@ public sealed class Forker
         {
             try
             {
-                var child = await StartChildAsync(request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
+                var child = await StartChildAsync(backend, request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
                     namespaces?[index - 1], c =>
                 {
                     lock (started)
@@ -138,7 +140,7 @@ public sealed class Forker
         }
     }
 
-    private async Task<ForkdChild> StartChildAsync(ForkRequest request, string snapshotDir, VmSnapshotFiles files,
+    private async Task<ForkdChild> StartChildAsync(IVmmBackend backend, ForkRequest request, string snapshotDir, VmSnapshotFiles files,
         System.Text.Json.Nodes.JsonObject backendConfig, Accelerator accelerator, IReadOnlyList<DriveSpec> driveOverrides, int index,
         string? netns, Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
@@ -150,7 +152,7 @@ public sealed class Forker
         IVmHandle vm;
         try
         {
-            vm = await _backend.RestoreAsync(new VmRestoreSpec
+            vm = await backend.RestoreAsync(new VmRestoreSpec
             {
                 Name = id,
                 WorkDirectory = workDir,
@@ -174,7 +176,7 @@ public sealed class Forker
             Tag = request.Tag,
             Index = index,
             ProcessId = vm.ProcessId,
-            Backend = _backend.Kind.ToString().ToLowerInvariant(),
+            Backend = backend.Kind.ToString().ToLowerInvariant(),
             Accelerator = accelerator.ToString().ToLowerInvariant(),
             Agent = vm.Agent,
             RestoreTime = restoreTime,

@@ -45,17 +45,17 @@ public sealed record SandboxResult
 /// </summary>
 public sealed class SandboxRunner
 {
-    private readonly ForkdPaths _paths;
+    private readonly SnapshotStore _store;
     private readonly SnapshotBuilder _snapshots;
     private readonly Forker _forker;
     private readonly ChildRegistry _registry;
 
-    public SandboxRunner(ForkdPaths paths, SnapshotBuilder snapshots, Forker forker, ChildRegistry registry)
+    public SandboxRunner(SnapshotStore store, SnapshotBuilder snapshots, Forker forker)
     {
-        _paths = paths;
+        _store = store;
         _snapshots = snapshots;
         _forker = forker;
-        _registry = registry;
+        _registry = store.Children;
     }
 
     /// <summary>A fresh tag for one run: <c>run-&lt;recipe&gt;-&lt;8 hex&gt;</c>.</summary>
@@ -140,7 +140,7 @@ public sealed class SandboxRunner
     {
         try
         {
-            new SnapshotStore(_paths) { RunningChildrenOf = _registry.RunningChildrenOf }.Remove(tag);
+            _store.Remove(tag);
         }
         catch (ForkdException ex) when (ex.ErrorId == "SnapshotNotFound")
         {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Forkd.Core.Guest;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
 using Forkd.Core.Vmm;
@@ -63,23 +64,20 @@ public sealed record SnapshotResult(SnapshotInfo Snapshot, AcceleratorChoice Acc
 /// </summary>
 public sealed class SnapshotBuilder
 {
-    public const string KernelFile = "vmlinux";
-    public const string InitramfsFile = "initramfs.img";
-    public const string RootDiskFile = "rootdisk.img";
+    public const string KernelFile = SnapshotFiles.Kernel;
+    public const string InitramfsFile = SnapshotFiles.Initramfs;
+    public const string RootDiskFile = SnapshotFiles.RootDisk;
     public const string RootDriveId = "root";
 
     private readonly ForkdPaths _paths;
+    private readonly SnapshotStore _store;
     private readonly IVmmBackend _backend;
-    private readonly ChildRegistry _registry;
-    private readonly Func<AcceleratorPreference, VmBootSpec, CancellationToken, Task<AcceleratorChoice>> _chooseAccelerator;
 
-    public SnapshotBuilder(ForkdPaths paths, IVmmBackend backend, ChildRegistry registry,
-        Func<AcceleratorPreference, VmBootSpec, CancellationToken, Task<AcceleratorChoice>> chooseAccelerator)
+    public SnapshotBuilder(SnapshotStore store, IVmmBackend backend)
     {
-        _paths = paths;
-        _backend = backend;
-        _registry = registry;
-        _chooseAccelerator = chooseAccelerator;
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _paths = store.Paths;
+        _backend = backend ?? throw new ArgumentNullException(nameof(backend));
     }
 
     public async Task<SnapshotResult> CreateAsync(SnapshotRequest request, IProgress<SnapshotProgress>? progress, Action<string>? log,
@@ -99,17 +97,17 @@ public sealed class SnapshotBuilder
         }
 
         var volumes = Volumes.Validate(request.Volumes);
+        _backend.Capabilities.Require(_backend.Kind, request.RootDiskPath is not null, volumes.Count > 0, request.Network);
+        _backend.EnsureAvailable(); // before anything is booted or copied
         using var tagLock = TagLock.Acquire(_paths, tag, "New-ForkdSnapshot");
-        var finalDir = _paths.SnapshotDirectory(tag);
-        if (Directory.Exists(finalDir))
+        // Checked before booting so a refusal costs nothing; the store checks both again at install.
+        if (!request.Force)
         {
-            if (!request.Force)
-            {
-                throw new ForkdException("SnapshotExists", ForkdErrorKind.AlreadyExists, $"snapshot '{tag}' already exists at {finalDir}", tag)
-                { Hint = $"Use -Force to replace it, or Remove-ForkdSnapshot -Tag {tag} first." };
-            }
-
-            ThrowIfChildrenRun(tag);
+            _store.ThrowIfExists(tag);
+        }
+        else if (_store.Exists(tag))
+        {
+            _store.ThrowIfChildrenRun(tag, "replace it");
         }
 
         foreach (var orphan in await OrphanParents.ReapAsync(_paths).ConfigureAwait(false))
@@ -168,7 +166,7 @@ public sealed class SnapshotBuilder
             };
 
             progress?.Report(new("choosing accelerator", 5));
-            var choice = await _chooseAccelerator(request.Accelerator, spec, cancellationToken).ConfigureAwait(false);
+            var choice = await _backend.ChooseAcceleratorAsync(request.Accelerator, spec, cancellationToken).ConfigureAwait(false);
             log?.Invoke($"accelerator: {choice.Accelerator.ToString().ToUpperInvariant()} ({choice.Reason}{(choice.FromCache ? ", cached verdict" : "")})");
             spec = spec with { Accelerator = choice.Accelerator };
 
@@ -209,19 +207,13 @@ public sealed class SnapshotBuilder
             await vm.SaveAsync(new VmSnapshotFiles(Path.Combine(staging, SnapshotFiles.VmState), Path.Combine(staging, SnapshotFiles.Memory)),
                 cancellationToken).ConfigureAwait(false);
             var saveTime = clock.Elapsed;
-            var backendConfig = vm.BackendConfig.DeepClone().AsObject();
+            // Children resolve file names against the snapshot dir, wherever it ends up: the root disk is recorded relative.
+            var backendConfig = _backend.SnapshotConfig(vm.BackendConfig, [.. drives.Select(d => d.IsRoot ? d with { HostPath = RootDiskFile } : d)]);
             await vm.KillAsync().ConfigureAwait(false);
             vm = null;
 
-            // Children resolve these names against the snapshot dir, wherever it ends up.
             backendConfig["kernel"] = KernelFile;
             backendConfig["initrd"] = request.InitramfsPath is null ? null : InitramfsFile;
-            if (_backend.Kind == BackendKind.Qemu)
-            {
-                // The root disk sits in the snapshot dir: recorded relative, like the kernel. (Firecracker keeps its own drive records.)
-                backendConfig["drives"] = Vmm.Qemu.QemuDrives.ToJson(
-                    [.. drives.Select(d => d.IsRoot ? d with { HostPath = RootDiskFile } : d)]);
-            }
             new SnapshotMetadata
             {
                 CreatedAt = DateTimeOffset.UtcNow,
@@ -237,9 +229,9 @@ public sealed class SnapshotBuilder
 
             progress?.Report(new("installing snapshot", 95));
             cancellationToken.ThrowIfCancellationRequested();
-            Install(tag, staging, finalDir);
-            var store = new SnapshotStore(_paths);
-            return new SnapshotResult(store.Get(tag), choice, bootTime, warmupTime, saveTime);
+            Failpoints.Hit("snapshot.before-install");
+            var installed = _store.Install(tagLock, staging, request.Force);
+            return new SnapshotResult(installed, choice, bootTime, warmupTime, saveTime);
         }
         finally
         {
@@ -250,33 +242,6 @@ public sealed class SnapshotBuilder
 
             SafeDelete.Delete(workDir);
             SafeDelete.Delete(staging); // gone already when installed
-        }
-    }
-
-    private void Install(string tag, string staging, string finalDir)
-    {
-        if (Directory.Exists(finalDir))
-        {
-            ThrowIfChildrenRun(tag); // checked again: a fork may have started children while we booted
-            var doomed = WorkDirectories.Create(_paths, WorkDirKind.Remove, tag);
-            Directory.Delete(doomed);
-            Directory.Move(finalDir, doomed);
-            SafeDelete.Delete(doomed);
-        }
-
-        Directory.CreateDirectory(_paths.SnapshotsDirectory);
-        Directory.Move(staging, finalDir);
-    }
-
-    private void ThrowIfChildrenRun(string tag)
-    {
-        var running = _registry.RunningChildrenOf(tag);
-        if (running.Count > 0)
-        {
-            throw new ForkdException("SnapshotInUse", ForkdErrorKind.InUse,
-                $"snapshot '{tag}' has {running.Count} running child(ren) ({string.Join(", ", running)}); its memory file must not change",
-                tag)
-            { Hint = $"Get-ForkdChild -Tag {tag} | Stop-ForkdChild" };
         }
     }
 

@@ -17,7 +17,6 @@ public sealed record GuestBuildProgress(string Activity, string Status, int Perc
 /// </summary>
 public sealed class GuestImageBuilder
 {
-    public const string CacheDirVariable = "FORKD_CACHE_DIR";
     public const string KernelFileName = "vmlinux";
     public const string InitramfsFileName = "initramfs.cpio";
 
@@ -43,12 +42,11 @@ public sealed class GuestImageBuilder
 
     public GuestSources Sources => _sources;
 
-    /// <summary><c>FORKD_CACHE_DIR</c> when set, else <c>&lt;data dir&gt;/cache</c>.</summary>
+    /// <summary>The cache dir as <see cref="ForkdPaths.CacheDirectory"/> resolved it (<c>FORKD_CACHE_DIR</c>, else <c>&lt;data&gt;/cache</c>).</summary>
     public static string ResolveCacheDirectory(ForkdPaths paths)
     {
         ArgumentNullException.ThrowIfNull(paths);
-        var fromEnv = Environment.GetEnvironmentVariable(CacheDirVariable);
-        return string.IsNullOrEmpty(fromEnv) ? paths.CacheDirectory : Path.GetFullPath(fromEnv);
+        return paths.CacheDirectory;
     }
 
     public IReadOnlyList<string> RecipeNames => GuestRecipe.ListNames(_sources.RecipesDirectory);

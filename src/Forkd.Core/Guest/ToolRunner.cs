@@ -1,78 +1,31 @@
-using System.Diagnostics;
+using Forkd.Core.Host;
 
 namespace Forkd.Core.Guest;
 
 /// <summary>Output of a finished helper process.</summary>
 internal sealed record ToolResult(int ExitCode, string Stdout, string Stderr);
 
-/// <summary>Runs the Debian tools the image build needs (apt-get, apt-cache, dpkg-deb); kills them on cancellation.</summary>
+/// <summary>Runs the Debian tools the image build needs (apt-get, apt-cache, dpkg-deb) through <see cref="ProcessRunner"/>; kills them on cancellation.</summary>
 internal static class ToolRunner
 {
     public static async Task<ToolResult> RunAsync(string file, IEnumerable<string> arguments, string? workingDirectory,
         CancellationToken cancellationToken, string? stdin = null, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var info = new ProcessStartInfo(file)
+        var outcome = await ProcessRunner.RunAsync(new ProcessSpec(file, [.. arguments])
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin is not null,
-            UseShellExecute = false,
-            WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
-        };
-        foreach (var a in arguments)
+            WorkingDirectory = workingDirectory,
+            StandardInput = stdin,
+            Environment = environment,
+        }, cancellationToken).ConfigureAwait(false);
+        if (outcome.ExitCode == ProcessRunner.NotFoundExitCode && outcome.StandardOutput.Length == 0 && outcome.StandardError.StartsWith(file + ":", StringComparison.Ordinal))
         {
-            info.ArgumentList.Add(a);
-        }
-
-        if (environment is not null)
-        {
-            foreach (var (k, v) in environment)
-            {
-                info.Environment[k] = v;
-            }
-        }
-
-        using var process = new Process { StartInfo = info };
-        try
-        {
-            process.Start();
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new ForkdException("ToolNotFound", ForkdErrorKind.NotFound, $"cannot run {file}: {ex.Message}", file, ex)
+            throw new ForkdException("ToolNotFound", ForkdErrorKind.NotFound, $"cannot run {outcome.StandardError}", file)
             {
                 Hint = "Run tools/install-deps.sh (Debian: apt-get, dpkg-deb).",
             };
         }
 
-        var stdout = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        if (stdin is not null)
-        {
-            await process.StandardInput.WriteAsync(stdin).ConfigureAwait(false);
-            process.StandardInput.Close();
-        }
-
-        try
-        {
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            try
-            {
-                process.Kill(entireProcessTree: true);
-            }
-            catch (InvalidOperationException)
-            {
-                // already gone
-            }
-
-            await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-            throw;
-        }
-
-        return new ToolResult(process.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
+        return new ToolResult(outcome.ExitCode, outcome.StandardOutput, outcome.StandardError);
     }
 
     /// <summary>Runs a tool and throws <paramref name="errorId"/> unless it exits with 0.</summary>

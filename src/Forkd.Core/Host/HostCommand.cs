@@ -1,8 +1,6 @@
-using System.Diagnostics;
-
 namespace Forkd.Core.Host;
 
-/// <summary>Runs a host tool (ip, nft) and turns a non-zero exit into an error that quotes its stderr.</summary>
+/// <summary>Runs a host tool (ip, nft) through <see cref="ProcessRunner"/> and turns a non-zero exit into an error that quotes its stderr.</summary>
 public static class HostCommand
 {
     public static string Run(string exe, IEnumerable<string> args, string? stdin = null, string errorId = "HostCommandFailed")
@@ -20,35 +18,7 @@ public static class HostCommand
     public static (int Code, string Stdout, string Stderr) TryRun(string exe, IEnumerable<string> args, string? stdin = null)
     {
         ArgumentNullException.ThrowIfNull(args);
-        var start = new ProcessStartInfo(exe)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin is not null,
-            UseShellExecute = false,
-        };
-        foreach (var a in args)
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        try
-        {
-            using var p = Process.Start(start)!;
-            if (stdin is not null)
-            {
-                p.StandardInput.Write(stdin);
-                p.StandardInput.Close();
-            }
-
-            var err = p.StandardError.ReadToEndAsync();
-            var output = p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode, output, err.GetAwaiter().GetResult());
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            return (127, "", $"{exe}: {ex.Message}");
-        }
+        var outcome = ProcessRunner.Run(new ProcessSpec(exe, [.. args]) { StandardInput = stdin });
+        return (outcome.ExitCode, outcome.StandardOutput, outcome.StandardError);
     }
 }

@@ -56,45 +56,24 @@ public static class KvmProbe
     /// <summary>Boots <paramref name="kernel"/> with QEMU + KVM once per (kernel, host kernel); later calls read the cached answer.</summary>
     public static async Task<Result> BootAsync(string kernel, string cacheDirectory, bool refresh, CancellationToken cancellationToken)
     {
-        var info = new FileInfo(kernel);
-        var key = string.Create(CultureInfo.InvariantCulture, $"{info.FullName}|{info.Length}|{info.LastWriteTimeUtc.Ticks}|{File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}");
-        var cacheFile = Path.Combine(cacheDirectory, "kvm-boot-probe.json");
-        if (!refresh && TryReadCache(cacheFile, key) is { } cached)
+        if (!refresh && KvmVerdicts.Read(cacheDirectory, kernel) is { } cached)
         {
-            return cached with { Detail = cached.Detail + " (cached)" };
+            return new Result(cached.Booted, cached.Detail + " (cached)");
         }
 
         var result = await RunAsync(kernel, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            Directory.CreateDirectory(cacheDirectory);
-            File.WriteAllText(cacheFile, JsonSerializer.Serialize(new CacheEntry(key, result.Booted, result.Detail)));
-        }
-        catch (IOException)
-        {
-            // an uncached answer is still an answer
-        }
-
+        KvmVerdicts.Write(cacheDirectory, kernel, new KvmVerdict(result.Booted, result.Detail));
         return result;
     }
 
     private static async Task<Result> RunAsync(string kernel, CancellationToken ct)
     {
-        var start = new ProcessStartInfo("qemu-system-x86_64")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in new[]
-        {
+        var start = ProcessRunner.StartInfo(new ProcessSpec("qemu-system-x86_64",
+        [
             "-M", "microvm,x-option-roms=off,rtc=off,isa-serial=on", "-accel", "kvm", "-cpu", "host", "-m", "128M",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
             "-kernel", kernel, "-append", "console=ttyS0 panic=-1 root=/dev/forkd-probe-none",
-        })
-        {
-            start.ArgumentList.Add(a);
-        }
+        ]));
 
         var clock = Stopwatch.StartNew();
         using var process = Process.Start(start)!;
@@ -156,19 +135,4 @@ public static class KvmProbe
             ? $"the kernel did not boot under KVM: {error}"
             : $"the kernel did not finish booting under KVM within {BootLimit.TotalSeconds:0} s");
     }
-
-    private static Result? TryReadCache(string file, string key)
-    {
-        try
-        {
-            var entry = JsonSerializer.Deserialize<CacheEntry>(File.ReadAllText(file));
-            return entry is not null && entry.Key == key ? new Result(entry.Booted, entry.Detail) : null;
-        }
-        catch (Exception ex) when (ex is IOException or JsonException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
-
-    private sealed record CacheEntry(string Key, bool Booted, string Detail);
 }

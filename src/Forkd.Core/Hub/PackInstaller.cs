@@ -36,14 +36,18 @@ public sealed record ImportOptions
 public sealed class PackInstaller
 {
     private readonly ForkdPaths _paths;
+    private readonly SnapshotStore _store;
 
     public PackInstaller(ForkdPaths paths)
+        : this(new SnapshotStore(paths))
     {
-        _paths = paths ?? throw new ArgumentNullException(nameof(paths));
     }
 
-    /// <summary>Running children of a tag; a snapshot they map is not replaced.</summary>
-    public Func<string, IReadOnlyList<string>>? RunningChildrenOf { get; init; }
+    public PackInstaller(SnapshotStore store)
+    {
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _paths = store.Paths;
+    }
 
     public Task<SnapshotInfo> ImportFileAsync(string packPath, ImportOptions options, IProgress<PackProgress>? progress, CancellationToken cancellationToken)
     {
@@ -86,9 +90,10 @@ public sealed class PackInstaller
 
             PrepareMetadata(staging, options.Volumes, sourceName);
             ct.ThrowIfCancellationRequested();
-            Install(staging, tag!, options.Force);
+            Failpoints.Hit("pack.before-install");
+            var installed = _store.Install(tagLock!, staging, options.Force);
             report.Final();
-            return new SnapshotStore(_paths).Get(tag!);
+            return installed;
         }
         finally
         {
@@ -112,28 +117,16 @@ public sealed class PackInstaller
         };
     }
 
+    /// <summary>Refused before a byte is extracted; the store checks both again at install.</summary>
     private void CheckReplaceable(string tag, bool force)
     {
-        var dest = _paths.SnapshotDirectory(tag);
-        if (!Directory.Exists(dest))
-        {
-            return;
-        }
-
         if (!force)
         {
-            throw new ForkdException("SnapshotExists", ForkdErrorKind.AlreadyExists,
-                $"tag '{tag}' already exists at {dest}", tag)
-            {
-                Hint = "Pass -Force to replace it, or -Tag <name> to install the pack under another tag.",
-            };
+            _store.ThrowIfExists(tag);
         }
-
-        var running = RunningChildrenOf?.Invoke(tag) ?? [];
-        if (running.Count > 0)
+        else if (_store.Exists(tag))
         {
-            throw new ForkdException("SnapshotInUse", ForkdErrorKind.InUse,
-                $"snapshot '{tag}' has {running.Count} running child(ren) ({string.Join(", ", running)}); stop them before replacing it", tag);
+            _store.ThrowIfChildrenRun(tag, "replace it");
         }
     }
 
@@ -189,39 +182,5 @@ public sealed class PackInstaller
         var temp = file + ".tmp";
         File.WriteAllText(temp, root.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true, IndentSize = 2 }));
         File.Move(temp, file, overwrite: true);
-    }
-
-    private void Install(string staging, string tag, bool force)
-    {
-        var dest = _paths.SnapshotDirectory(tag);
-        Directory.CreateDirectory(_paths.SnapshotsDirectory);
-        File.SetUnixFileMode(staging, (UnixFileMode)0b111_101_101);
-        if (!Directory.Exists(dest))
-        {
-            Directory.Move(staging, dest);
-            return;
-        }
-
-        if (!force)
-        {
-            CheckReplaceable(tag, force); // throws: it appeared since the manifest was read
-        }
-
-        // Move the old one aside (same filesystem, atomic), put the new one in, then delete the old.
-        var doomedRoot = WorkDirectories.Create(_paths, WorkDirKind.Remove, tag);
-        var doomed = Path.Combine(doomedRoot, "snapshot");
-        Directory.Move(dest, doomed);
-        try
-        {
-            Directory.Move(staging, dest);
-        }
-        catch
-        {
-            Directory.Move(doomed, dest);
-            SafeDelete.Delete(doomedRoot);
-            throw;
-        }
-
-        SafeDelete.Delete(doomedRoot);
     }
 }

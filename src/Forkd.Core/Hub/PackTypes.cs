@@ -20,7 +20,7 @@ public static class PackFormat
     public static IReadOnlyList<string> DataFiles { get; } =
     [
         SnapshotFiles.Metadata, SnapshotFiles.VmState, SnapshotFiles.Rootfs,
-        Engine.SnapshotBuilder.KernelFile, Engine.SnapshotBuilder.InitramfsFile, SnapshotFiles.Memory,
+        SnapshotFiles.Kernel, SnapshotFiles.Initramfs, SnapshotFiles.Memory,
     ];
 
     /// <summary>A manifest is a few hundred bytes; anything beyond this is not a manifest.</summary>

@@ -26,6 +26,9 @@ public enum AgentTransport
 /// <param name="NetworkNamespace">Namespace to enter before connecting (tcp only), or null.</param>
 public sealed record AgentEndpoint(AgentTransport Transport, string Address, int? Port = null, string? NetworkNamespace = null)
 {
+    /// <summary>forkd's agent port, on vsock and TCP alike.</summary>
+    public const int DefaultPort = 8888;
+
     public override string ToString()
     {
         var transport = Transport.ToString().ToLowerInvariant();

@@ -8,12 +8,20 @@ public sealed record ForkdPaths(string DataDirectory, string TempDirectory)
 {
     public const string DataDirVariable = "FORKD_DATA_DIR";
 
-    /// <summary><c>FORKD_DATA_DIR</c>, else <c>$XDG_DATA_HOME/forkd</c>, else <c>~/.local/share/forkd</c>; temp from <c>$TMPDIR</c>.</summary>
+    public const string CacheDirVariable = "FORKD_CACHE_DIR";
+
+    /// <summary><c>FORKD_DATA_DIR</c>, else forkd's rule (<see cref="ResolveDataDirectory"/>); temp from <c>$TMPDIR</c>.</summary>
     public static ForkdPaths FromEnvironment()
     {
         return new ForkdPaths(ResolveDataDirectory(Environment.GetEnvironmentVariable), ResolveTempDirectory());
     }
 
+    /// <summary>
+    /// <c>FORKD_DATA_DIR</c> when non-empty (ours), else forkd 0.1.3's <c>data_dir()</c> exactly: a set
+    /// <c>XDG_DATA_HOME</c> wins even when empty or relative (<c>$XDG_DATA_HOME/forkd</c>), else a set
+    /// <c>HOME</c>, even empty (<c>$HOME/.local/share/forkd</c>), else <c>/tmp/.local/share/forkd</c>.
+    /// Unlike forkd the result is made absolute once, against the process's working directory.
+    /// </summary>
     public static string ResolveDataDirectory(Func<string, string?> env)
     {
         ArgumentNullException.ThrowIfNull(env);
@@ -23,28 +31,17 @@ public sealed record ForkdPaths(string DataDirectory, string TempDirectory)
             return Path.GetFullPath(explicitDir);
         }
 
-        var xdg = env("XDG_DATA_HOME");
-        if (!string.IsNullOrEmpty(xdg))
+        // forkd tests "is it set", not "is it non-empty": "" joins to a relative "forkd".
+        if (env("XDG_DATA_HOME") is { } xdg)
         {
-            return Path.GetFullPath(Path.Combine(xdg, "forkd"));
+            return Path.GetFullPath(Path.Join(xdg, "forkd"));
         }
 
-        var home = env("HOME");
-        if (string.IsNullOrEmpty(home))
-        {
-            home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-        }
-
-        if (string.IsNullOrEmpty(home))
-        {
-            throw new ForkdException("DataDirectoryUnresolved", ForkdErrorKind.InvalidArgument,
-                $"cannot find a data directory: none of {DataDirVariable}, XDG_DATA_HOME or HOME is set");
-        }
-
-        return Path.GetFullPath(Path.Combine(home, ".local", "share", "forkd"));
+        var home = env("HOME") ?? "/tmp";
+        return Path.GetFullPath(Path.Join(home, ".local", "share", "forkd"));
     }
 
-    /// <summary>The real temp dir (<c>$TMPDIR</c> respected; forkd 0.1.3 hard-coded <c>/tmp</c>).</summary>
+    /// <summary>The real temp dir: <c>$TMPDIR</c>, else <c>/tmp</c> (forkd's <c>temp_dir()</c>; only its safety checks assumed <c>/tmp</c>).</summary>
     public static string ResolveTempDirectory()
     {
         var tmp = Path.GetFullPath(Path.GetTempPath());
@@ -60,7 +57,18 @@ public sealed record ForkdPaths(string DataDirectory, string TempDirectory)
 
     public string LocksDirectory => Path.Combine(DataDirectory, "locks");
 
-    public string CacheDirectory => Path.Combine(DataDirectory, "cache");
+    /// <summary>
+    /// Guest images, root disks, Debian packages and KVM verdicts: <c>FORKD_CACHE_DIR</c>, else <c>&lt;data&gt;/cache</c>.
+    /// The one place the cache location is decided; everything that caches asks here.
+    /// </summary>
+    public string CacheDirectory { get; init; } = ResolveCacheDirectory(DataDirectory, Environment.GetEnvironmentVariable);
+
+    public static string ResolveCacheDirectory(string dataDirectory, Func<string, string?> env)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        var fromEnv = env(CacheDirVariable);
+        return string.IsNullOrEmpty(fromEnv) ? Path.Combine(dataDirectory, "cache") : Path.GetFullPath(fromEnv);
+    }
 
     /// <summary>The directory of one snapshot. The tag is validated first, so the result is always inside the store.</summary>
     public string SnapshotDirectory(string tag) => Path.Combine(SnapshotsDirectory, TagRule.Validate(tag));

@@ -9,13 +9,17 @@ public sealed class TagLock : IDisposable
 {
     private readonly FileStream _stream;
 
-    private TagLock(FileStream stream, string tag)
+    private TagLock(FileStream stream, string tag, bool shared)
     {
         _stream = stream;
         Tag = tag;
+        IsShared = shared;
     }
 
     public string Tag { get; }
+
+    /// <summary>True for a fork's shared hold; installs and removals need the exclusive one.</summary>
+    public bool IsShared { get; }
 
     public static TagLock Acquire(ForkdPaths paths, string tag, string operation) => Acquire(paths, tag, operation, shared: false);
 
@@ -49,7 +53,7 @@ public sealed class TagLock : IDisposable
 
         // Record who holds it beside the lock (the locked file itself cannot be read by the next caller).
         File.WriteAllText(file + ".owner", $"{operation} (pid {Environment.ProcessId}{(shared ? ", shared" : "")})\n");
-        return new TagLock(stream, tag);
+        return new TagLock(stream, tag, shared);
     }
 
     private static string? ReadHolder(string file)

@@ -98,6 +98,13 @@ public static class WorkDirectories
         return path;
     }
 
+    /// <summary>The pid of the process that created a work dir, from its name (<c>…-&lt;pid&gt;-&lt;random&gt;</c>), or null.</summary>
+    public static int? CreatorPid(string name)
+    {
+        var parts = name.Split('-');
+        return parts.Length >= 3 && int.TryParse(parts[^2], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0 ? pid : null;
+    }
+
     /// <summary>The prefix entry a name belongs to, or null when the name is not one of ours.</summary>
     public static WorkDirPrefix? Classify(string name, WorkDirRoot root)
     {

@@ -1,3 +1,4 @@
+using Forkd.Core.Host;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
@@ -35,27 +36,13 @@ public sealed class DetachedVmmProcess : IDisposable
     public static DetachedVmmProcess Start(IReadOnlyList<string> argv, string workingDirectory, string consoleLog, string? networkNamespace = null)
     {
         ArgumentNullException.ThrowIfNull(argv);
-        var start = new ProcessStartInfo("/bin/sh")
+        string[] shell = ["-c", Launcher, "forkd-vmm", consoleLog];
+        var start = ProcessRunner.StartInfo(new ProcessSpec("/bin/sh",
+            [.. shell, .. networkNamespace is null ? [] : ProcessRunner.NetworkNamespacePrefix(networkNamespace), .. argv])
         {
-            UseShellExecute = false,
             WorkingDirectory = workingDirectory,
-        };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add(Launcher);
-        start.ArgumentList.Add("forkd-vmm");
-        start.ArgumentList.Add(consoleLog);
-        if (networkNamespace is not null)
-        {
-            foreach (var a in new[] { "ip", "netns", "exec", networkNamespace })
-            {
-                start.ArgumentList.Add(a);
-            }
-        }
-
-        foreach (var a in argv)
-        {
-            start.ArgumentList.Add(a);
-        }
+            Capture = false,
+        });
 
         Process process;
         try

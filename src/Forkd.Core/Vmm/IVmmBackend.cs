@@ -85,6 +85,10 @@ public sealed record VmRestoreSpec
 }
 
 /// <summary>A running VMM process under our control.</summary>
+/// <remarks>
+/// Disposing a handle means the same on every backend: a VM that was not <see cref="Detach">detached</see> is killed,
+/// so a handle dropped on an error path never leaves a VMM running.
+/// </remarks>
 public interface IVmHandle : IAsyncDisposable
 {
     int ProcessId { get; }
@@ -114,6 +118,29 @@ public interface IVmHandle : IAsyncDisposable
 public interface IVmmBackend
 {
     BackendKind Kind { get; }
+
+    BackendCapabilities Capabilities { get; }
+
+    /// <summary>
+    /// The metadata children of a snapshot in <paramref name="snapshotDirectory"/> need, completed where another tool
+    /// made it (forkd records only vmstate, memory and volumes); returned unchanged when nothing is missing.
+    /// </summary>
+    Store.SnapshotMetadata Adopt(string snapshotDirectory, Store.SnapshotMetadata metadata);
+
+    /// <summary>Test-ForkdHost's line for this backend: is it installed and usable here, and how to fix it.</summary>
+    Host.HostCheckResult CheckHost();
+
+    /// <summary>Fails (e.g. <c>FirecrackerNotFound</c>) before anything is booted or copied when this host cannot run the backend.</summary>
+    void EnsureAvailable();
+
+    /// <summary>Picks the accelerator for a parent booting <paramref name="image"/>, honouring the user's preference.</summary>
+    Task<AcceleratorChoice> ChooseAcceleratorAsync(AcceleratorPreference preference, VmBootSpec image, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The settings children need, as stored in snapshot.json: <paramref name="recorded"/> is what the VM reported at
+    /// save time, <paramref name="drives"/> the drives with paths relative to the snapshot dir.
+    /// </summary>
+    JsonObject SnapshotConfig(JsonObject recorded, IReadOnlyList<DriveSpec> drives);
 
     Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken);
 

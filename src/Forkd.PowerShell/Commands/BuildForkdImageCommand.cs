@@ -25,7 +25,7 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
         GuestImageBuilder builder;
         try
         {
-            builder = new GuestImageBuilder(Paths);
+            builder = Engine.Images;
         }
         catch (ForkdException ex)
         {
@@ -38,7 +38,7 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
             try
             {
                 // A cached image is returned without asking: nothing changes. Building writes to the cache.
-                var cached = Force ? null : builder.FindCachedAsync(name, StopToken).GetAwaiter().GetResult();
+                var cached = Force ? null : RunEngine(call => builder.FindCachedAsync(name, call.CancellationToken));
                 if (cached is not null)
                 {
                     WriteObject(cached);
@@ -50,14 +50,10 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
                     continue;
                 }
 
-                var image = ProgressPump.Run<GuestBuildProgress, GuestImage>(this,
-                    progress => builder.BuildAsync(name, Force, progress, StopToken),
-                    p => new ProgressRecord(1, p.Activity, p.Status) { PercentComplete = Math.Clamp(p.PercentComplete, 0, 100) });
+                var image = RunEngine(call => builder.BuildAsync(name, Force,
+                    call.Progress<GuestBuildProgress>(1, $"Build-ForkdImage {name}", p => ($"{p.Activity}: {p.Status}", p.PercentComplete)),
+                    call.CancellationToken));
                 WriteObject(image);
-            }
-            catch (OperationCanceledException) when (StopToken.IsCancellationRequested)
-            {
-                throw new PipelineStoppedException();
             }
             catch (ForkdException ex)
             {

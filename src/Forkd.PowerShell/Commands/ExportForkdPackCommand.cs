@@ -58,7 +58,7 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
         try
         {
             var options = new PackOptions { Description = Description, BaseImage = BaseImage, CompressionLevel = CompressionLevel, Overwrite = Force };
-            var info = new HubTaskRunner(this, 1).Run(p => new PackWriter(Paths).ExportAsync(Tag, destination, options, p, StopToken), StopToken);
+            var info = RunEngine(call => Engine.PackWriter.ExportAsync(Tag, destination, options, call.PackProgress(1), call.CancellationToken));
             WriteVerbose($"wrote {ByteSize.Format(info.PackedBytes)} ({ByteSize.Format(info.UnpackedBytes)} uncompressed; {info.Ratio:F1}x) in {info.Duration.TotalSeconds:F1}s");
             WriteObject(info);
         }

@@ -20,7 +20,7 @@ public sealed class GetForkdChildCommand : ForkdCmdlet
 
     protected override void ProcessRecord()
     {
-        var registry = new ChildRegistry(Paths);
+        var registry = Engine.Children;
         if (ParameterSetName == "Id")
         {
             foreach (var id in Id)

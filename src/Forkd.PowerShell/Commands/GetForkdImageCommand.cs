@@ -21,7 +21,7 @@ public sealed class GetForkdImageCommand : ForkdCmdlet
         IReadOnlyList<GuestImage> images;
         try
         {
-            images = new GuestImageBuilder(Paths).ListCached();
+            images = Engine.Images.ListCached();
         }
         catch (ForkdException ex)
         {

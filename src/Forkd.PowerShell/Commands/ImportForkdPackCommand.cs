@@ -61,7 +61,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
 
         try
         {
-            var installer = new PackInstaller(Paths) { RunningChildrenOf = EngineHooks.RunningChildrenOf(Paths) };
+            var installer = Engine.Packs;
             var volumes = Volumes.Validate([.. Volume.Select(v =>
             {
                 var parsed = Volumes.Parse(v);
@@ -81,7 +81,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
 
                 var timeouts = MyInvocation.BoundParameters.ContainsKey(nameof(TimeoutSec)) ? HubTimeouts.FromSeconds(TimeoutSec) : new HubTimeouts();
                 using var client = new HubClient(timeouts);
-                snapshot = new HubTaskRunner(this, 2).Run(p => client.PullAsync(installer, url, options, p, StopToken), StopToken);
+                snapshot = RunEngine(call => client.PullAsync(installer, url, options, call.PackProgress(2), call.CancellationToken));
             }
             else
             {
@@ -91,7 +91,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
                     return;
                 }
 
-                snapshot = new HubTaskRunner(this, 2).Run(p => installer.ImportFileAsync(file, options, p, StopToken), StopToken);
+                snapshot = RunEngine(call => installer.ImportFileAsync(file, options, call.PackProgress(2), call.CancellationToken));
             }
 
             foreach (var volume in snapshot.Metadata.Volumes)

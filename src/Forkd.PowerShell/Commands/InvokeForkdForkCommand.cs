@@ -37,26 +37,24 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
             return;
         }
 
-        using var pump = new PipelinePump();
         var activity = $"Invoke-ForkdFork {Tag}";
-        var forker = EngineHooks.Forker(Paths, Tag);
-        var progress = pump.Progress<ForkProgress>(p => WriteProgress(new ProgressRecord(2, activity, $"{p.Ready} of {p.Count} ready, {p.Failed} failed")
-        {
-            PercentComplete = (int)(100.0 * (p.Ready + p.Failed) / p.Count),
-        }));
         try
         {
-            var request = new ForkRequest
+            var outcomes = RunEngine(call =>
             {
-                Tag = Tag,
-                Count = Count,
-                MemoryLimitMiB = MemoryLimitMiB,
-                Network = Network,
-                AllowSharedWritableVolumes = Force,
-                OnWarning = w => pump.Post(() => WriteWarning(w)),
-            };
-            var outcomes = pump.Run(Task.Run(() => forker.ForkAsync(request, progress, StopToken), StopToken));
-            WriteProgress(new ProgressRecord(2, activity, "done") { RecordType = ProgressRecordType.Completed });
+                var request = new ForkRequest
+                {
+                    Tag = Tag,
+                    Count = Count,
+                    MemoryLimitMiB = MemoryLimitMiB,
+                    Network = Network,
+                    AllowSharedWritableVolumes = Force,
+                    OnWarning = call.Warning,
+                };
+                var progress = call.Progress<ForkProgress>(2, activity,
+                    p => ($"{p.Ready} of {p.Count} ready, {p.Failed} failed", (int)(100.0 * (p.Ready + p.Failed) / p.Count)));
+                return Engine.ForkAsync(request, progress, call.CancellationToken);
+            });
             foreach (var outcome in outcomes.OrderBy(o => o.Index))
             {
                 if (outcome.Child is { } child)
@@ -74,10 +72,6 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
         catch (ForkdException ex)
         {
             ThrowForkdError(ex, Tag);
-        }
-        catch (OperationCanceledException)
-        {
-            // Ctrl+C: the forker already stopped every child it had started.
         }
     }
 }

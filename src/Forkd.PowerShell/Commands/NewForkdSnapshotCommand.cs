@@ -2,6 +2,7 @@ using System.Management.Automation;
 using Forkd.Core;
 using Forkd.Core.Engine;
 using Forkd.Core.Store;
+using Forkd.Core.Vmm;
 
 namespace Forkd.PowerShell.Commands;
 
@@ -56,7 +57,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 
     /// <summary>The hypervisor: QEMU (default; KVM or TCG) or Firecracker (KVM only). Recorded in the snapshot.</summary>
     [Parameter]
-    public Forkd.Core.Vmm.BackendKind Backend { get; set; } = Forkd.Core.Vmm.BackendKind.Qemu;
+    public BackendKind Backend { get; set; } = Forkd.Core.Vmm.BackendKind.Qemu;
 
     /// <summary>Give the guest a network card, so Invoke-ForkdFork -Network can put children on networks.</summary>
     [Parameter]
@@ -70,17 +71,15 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
             return;
         }
 
-        using var pump = new PipelinePump();
         var activity = $"New-ForkdSnapshot {Tag}";
         try
         {
-            var request = ResolveImage(pump);
-            var builder = EngineHooks.SnapshotBuilder(Paths, Backend);
-            var progress = pump.Progress<SnapshotProgress>(p =>
-                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent }));
-            var result = pump.Run(Task.Run(() => builder.CreateAsync(request, progress, line => pump.Post(() => WriteVerbose(line)), StopToken),
-                StopToken));
-            WriteProgress(new ProgressRecord(1, activity, "done") { RecordType = ProgressRecordType.Completed });
+            var result = RunEngine(async call =>
+            {
+                var request = await ResolveImageAsync(call).ConfigureAwait(false);
+                var progress = call.Progress<SnapshotProgress>(1, activity, p => (p.Stage, p.Percent));
+                return await Engine.CreateSnapshotAsync(request, Backend, progress, call.Verbose, call.CancellationToken).ConfigureAwait(false);
+            });
             WriteVerbose($"snapshot '{Tag}': accelerator {result.Accelerator.Accelerator.ToString().ToUpperInvariant()}, boot to agent " +
                          $"{result.BootTime.TotalSeconds:0.00} s, warm-up {result.WarmupTime.TotalSeconds:0.00} s, save {result.SaveTime.TotalMilliseconds:0} ms");
             // How the snapshot was made rides along as note properties: the accelerator's reason and the timings.
@@ -99,10 +98,6 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
                 Hint = "Run Test-ForkdHost: it checks KVM (with a real boot), QEMU, Firecracker, cgroups and networking on this host.",
             }, Tag);
         }
-        catch (OperationCanceledException)
-        {
-            // Ctrl+C: the builder already killed the parent and removed its staging and work dirs.
-        }
     }
 
     private VolumeSpec ParseVolume(string spec)
@@ -111,7 +106,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         return volume with { HostPath = GetUnresolvedProviderPathFromPSPath(volume.HostPath) };
     }
 
-    private SnapshotRequest ResolveImage(PipelinePump pump)
+    private async Task<SnapshotRequest> ResolveImageAsync(EngineCall call)
     {
         var common = new SnapshotRequest
         {
@@ -137,6 +132,8 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
             };
         }
 
-        return RecipeImages.Resolve(common, Recipe, MyInvocation.BoundParameters.ContainsKey(nameof(MemoryMiB)), Paths, pump, this, StopToken);
+        var progress = call.Progress<Forkd.Core.Guest.GuestBuildProgress>(3, "Guest image", p => ($"{p.Activity}: {p.Status}", p.PercentComplete));
+        return await Engine.Recipes.ResolveAsync(common, MyInvocation.BoundParameters.ContainsKey(nameof(MemoryMiB)), progress, call.Verbose,
+            call.CancellationToken).ConfigureAwait(false);
     }
 }

@@ -56,7 +56,7 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
         {
             using var client = new HubClient(MyInvocation.BoundParameters.ContainsKey(nameof(TimeoutSec)) ? HubTimeouts.FromSeconds(TimeoutSec) : new HubTimeouts());
             var options = new PackOptions { Description = Description, BaseImage = BaseImage, CompressionLevel = CompressionLevel };
-            var result = new HubTaskRunner(this, 3).Run(p => client.PublishAsync(Paths, Tag, url, options, p, StopToken), StopToken);
+            var result = RunEngine(call => client.PublishAsync(Paths, Tag, url, options, call.PackProgress(3), call.CancellationToken));
             WriteVerbose($"pushed {result.BytesSent} bytes in {result.UploadDuration.TotalSeconds:F1}s ({result.MiBPerSecond:F1} MiB/s)");
             WriteObject(result);
         }

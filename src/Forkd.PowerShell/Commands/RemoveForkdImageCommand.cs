@@ -36,7 +36,7 @@ public sealed class RemoveForkdImageCommand : ForkdCmdlet
     {
         try
         {
-            _builder ??= new GuestImageBuilder(Paths);
+            _builder ??= Engine.Images;
             foreach (var image in Select(_builder))
             {
                 if (!ShouldProcess($"{image.Recipe} {image.ContentHash[..16]} ({ByteSize.Format(image.KernelBytes + image.InitramfsBytes)}) at {image.Directory}",
@@ -80,7 +80,7 @@ public sealed class RemoveForkdImageCommand : ForkdCmdlet
                 string? current = null;
                 if (builder.RecipeNames.Contains(group.Key))
                 {
-                    current = builder.FindCachedAsync(group.Key, StopToken).GetAwaiter().GetResult()?.ContentHash
+                    current = RunEngine(call => builder.FindCachedAsync(group.Key, call.CancellationToken))?.ContentHash
                         ?? "(not built)";
                 }
 

@@ -16,7 +16,7 @@ public sealed class RemoveForkdStaleWorkDirCommand : ForkdCmdlet
 
     protected override void EndProcessing()
     {
-        var sweeper = new StaleWorkDirSweeper(Paths);
+        var sweeper = Engine.Sweeper;
         var candidates = sweeper.Find();
         var i = 0;
         foreach (var candidate in candidates)

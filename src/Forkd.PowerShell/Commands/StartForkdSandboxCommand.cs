@@ -2,6 +2,7 @@ using System.Management.Automation;
 using Forkd.Core;
 using Forkd.Core.Engine;
 using Forkd.Core.Store;
+using Forkd.Core.Vmm;
 
 namespace Forkd.PowerShell.Commands;
 
@@ -44,7 +45,6 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
             return;
         }
 
-        using var pump = new PipelinePump();
         var tag = SandboxRunner.NewTag(Recipe);
         var activity = $"Start-ForkdSandbox {Recipe}";
         try
@@ -59,14 +59,15 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
                 Volumes = [.. Volume.Select(ParseVolume)],
                 CreatedBy = $"Forkd {MyInvocation.MyCommand.Module?.Version?.ToString() ?? "0.0.0"} (Start-ForkdSandbox)",
             };
-            request = RecipeImages.Resolve(request, Recipe, MyInvocation.BoundParameters.ContainsKey(nameof(MemoryMiB)), Paths, pump, this, StopToken);
-            var registry = new ChildRegistry(Paths);
-            var runner = new SandboxRunner(Paths, EngineHooks.SnapshotBuilder(Paths), EngineHooks.Forker(Paths, tag), registry);
-            var progress = new Progress<SnapshotProgress>(p => pump.Post(() =>
-                WriteProgress(new ProgressRecord(1, activity, p.Stage) { PercentComplete = p.Percent })));
-            var result = pump.Run(Task.Run(() => runner.RunAsync(request, Command, TimeSpan.FromSeconds(TimeoutSec), Keep, progress,
-                line => pump.Post(() => WriteVerbose(line)), StopToken), StopToken));
-            WriteProgress(new ProgressRecord(1, activity, "done") { RecordType = ProgressRecordType.Completed });
+            var memoryGiven = MyInvocation.BoundParameters.ContainsKey(nameof(MemoryMiB));
+            var result = RunEngine(async call =>
+            {
+                var images = call.Progress<Forkd.Core.Guest.GuestBuildProgress>(3, "Guest image", p => ($"{p.Activity}: {p.Status}", p.PercentComplete));
+                var resolved = await Engine.Recipes.ResolveAsync(request, memoryGiven, images, call.Verbose, call.CancellationToken).ConfigureAwait(false);
+                var progress = call.Progress<SnapshotProgress>(1, activity, p => (p.Stage, p.Percent));
+                return await Engine.Sandboxes().RunAsync(resolved, Command, TimeSpan.FromSeconds(TimeoutSec), Keep, progress, call.Verbose,
+                    call.CancellationToken).ConfigureAwait(false);
+            });
             if (result.Kept)
             {
                 WriteVerbose($"kept snapshot '{result.Tag}' and child {result.ChildId}");
@@ -77,10 +78,6 @@ public sealed class StartForkdSandboxCommand : ForkdCmdlet
         catch (ForkdException ex)
         {
             ThrowForkdError(ex, Recipe);
-        }
-        catch (OperationCanceledException)
-        {
-            // Ctrl+C: the runner already stopped the child and removed the snapshot.
         }
     }
 

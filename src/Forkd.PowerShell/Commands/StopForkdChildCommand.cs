@@ -15,7 +15,7 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
 
     protected override void ProcessRecord()
     {
-        var registry = new ChildRegistry(Paths);
+        var registry = Engine.Children;
         foreach (var id in Id)
         {
             var child = registry.Get(id);
@@ -32,7 +32,7 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
 
             try
             {
-                ChildStopper.StopAsync(registry, child).GetAwaiter().GetResult();
+                RunEngine(_ => Engine.StopChildAsync(child));
                 WriteVerbose($"stopped {child.Id}; removed {child.WorkDirectory}{(child.CgroupPath is null ? "" : " and " + child.CgroupPath)}");
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using Forkd.Core;
+using Forkd.Core.Engine;
 using Forkd.Core.Host;
 
 namespace Forkd.PowerShell.Commands;
@@ -24,7 +25,7 @@ public sealed class TestForkdHostCommand : ForkdCmdlet
 
     protected override void EndProcessing()
     {
-        var checks = new HostChecks(Paths)
+        var checks = new HostChecks(Paths, Engine.Backends)
         {
             ProbeKernel = KernelPath is null ? null : GetUnresolvedProviderPathFromPSPath(KernelPath),
             RefreshProbe = Refresh,
@@ -37,11 +38,7 @@ public sealed class TestForkdHostCommand : ForkdCmdlet
         IReadOnlyList<HostCheckResult> results;
         try
         {
-            results = checks.RunAsync(Name, StopToken).GetAwaiter().GetResult();
-        }
-        catch (OperationCanceledException)
-        {
-            return;
+            results = RunEngine(call => checks.RunAsync(Name, call.CancellationToken));
         }
         catch (ForkdException ex)
         {

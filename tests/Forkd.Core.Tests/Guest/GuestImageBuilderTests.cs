@@ -9,6 +9,7 @@ namespace Forkd.Core.Tests.Guest;
 /// (FORKD_CACHE_DIR, else &lt;repo&gt;/.cache) so they are fetched once; the image itself is never
 /// published because the build is cancelled.
 /// </summary>
+[Trait(Tiers.Name, Tiers.Full)]
 public sealed class GuestImageBuilderTests : IDisposable
 {
     private readonly string _root = Directory.CreateTempSubdirectory("forkd-test-builder-").FullName;
@@ -16,7 +17,7 @@ public sealed class GuestImageBuilderTests : IDisposable
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
     private static string SharedCache =>
-        Environment.GetEnvironmentVariable(GuestImageBuilder.CacheDirVariable) is { Length: > 0 } dir
+        Environment.GetEnvironmentVariable(ForkdPaths.CacheDirVariable) is { Length: > 0 } dir
             ? dir
             : Path.Combine(AgentProcess.RepoRoot, ".cache");
 

@@ -88,14 +88,32 @@ public sealed class ChildRegistryTests : IDisposable
         Assert.Equal(2, registry.List().Count);
     }
 
+    private static bool WaitUntil(Func<bool> condition)
+    {
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > until)
+            {
+                return false;
+            }
+
+            Thread.Sleep(10);
+        }
+
+        return true;
+    }
+
     [Fact]
     public void Liveness_against_the_real_process_table()
     {
         var registry = new ChildRegistry(Paths);
         var marker = Path.Combine(_root, "marker-dir");
-        using var sleeper = Process.Start("sleep", ["30", marker])!; // sleep ignores the extra operand only after 30 s
+        // GNU sleep rejects a non-numeric operand and exits at once (the old race); python keeps extra argv and sleeps.
+        using var sleeper = Process.Start("python3", ["-c", "import time, sys; print('up', flush=True); time.sleep(30)", marker])!;
         try
         {
+            Assert.True(WaitUntil(() => ProcessControl.CommandLine(sleeper.Id)?.Contains(marker) == true), "the marker process did not start");
             Assert.True(registry.IsOurProcess(sleeper.Id, marker));
             Assert.False(registry.IsOurProcess(sleeper.Id, Path.Combine(_root, "another-dir")));
         }

@@ -118,7 +118,24 @@ public sealed class SnapshotStoreTests : IDisposable
     public void Remove_refuses_while_children_run()
     {
         var dir = MakeForkdSnapshot("busy");
-        var store = new SnapshotStore(_paths) { RunningChildrenOf = tag => [$"{tag}-0001"] };
+        // A registry record whose VMM is alive (a laid-out /proc): the store itself asks its registry.
+        var proc = Path.Combine(_paths.DataDirectory, "..", "proc");
+        var workDir = Path.Combine(_paths.TempDirectory, "forkd-child-busy-1-aaaa");
+        Directory.CreateDirectory(Path.Combine(proc, "4242"));
+        File.WriteAllText(Path.Combine(proc, "4242", "stat"), "4242 (qemu-system-x86) S 1 2 3");
+        File.WriteAllText(Path.Combine(proc, "4242", "cmdline"), $"qemu-system-x86_64\0-name\0{workDir}\0");
+        var registry = new ChildRegistry(_paths, proc);
+        registry.Save(new ForkdChild
+        {
+            Id = "busy-0001",
+            Tag = "busy",
+            Index = 1,
+            ProcessId = 4242,
+            Agent = new AgentEndpoint(AgentTransport.Unix, Path.Combine(workDir, "agent.sock")),
+            WorkDirectory = workDir,
+            StartedAt = DateTimeOffset.UtcNow,
+        });
+        var store = new SnapshotStore(_paths, registry);
 
         var ex = Assert.Throws<ForkdException>(() => store.Remove("busy"));
 

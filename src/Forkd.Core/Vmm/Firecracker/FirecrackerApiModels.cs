@@ -74,10 +74,17 @@ public sealed record FcMemoryBackend(
 }
 
 /// <summary>PUT /snapshot/load (definition SnapshotLoadParams).</summary>
+/// <param name="NetworkOverrides">Taps to open instead of those recorded in the vmstate; sent only when needed (older releases lack the field).</param>
 public sealed record FcSnapshotLoad(
     [property: JsonPropertyName("snapshot_path")] string SnapshotPath,
     [property: JsonPropertyName("mem_backend")] FcMemoryBackend MemBackend,
-    [property: JsonPropertyName("resume_vm")] bool ResumeVm);
+    [property: JsonPropertyName("resume_vm")] bool ResumeVm,
+    [property: JsonPropertyName("network_overrides")] IReadOnlyList<FcNetworkOverride>? NetworkOverrides = null);
+
+/// <summary>definition NetworkOverride.</summary>
+public sealed record FcNetworkOverride(
+    [property: JsonPropertyName("iface_id")] string IfaceId,
+    [property: JsonPropertyName("host_dev_name")] string HostDevName);
 
 /// <summary>Error body of every failed call (definition Error).</summary>
 public sealed record FcError([property: JsonPropertyName("fault_message")] string? FaultMessage);

@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Forkd.Core.Host;
@@ -36,8 +37,71 @@ public sealed class FirecrackerBackend : IVmmBackend
 
     public BackendKind Kind => BackendKind.Firecracker;
 
+    public BackendCapabilities Capabilities { get; } = new()
+    {
+        Accelerators = [Accelerator.Kvm],
+        RootDisks = false,
+        Volumes = true,
+        Networks = true,
+        AgentTransports = [AgentTransport.Vsock, AgentTransport.Tcp],
+        SnapshotKinds = SnapshotKinds.Full | SnapshotKinds.Diff,
+    };
+
+    public HostCheckResult CheckHost()
+    {
+        var binary = FirecrackerBinary.Locate();
+        var configured = Environment.GetEnvironmentVariable(FirecrackerBinary.PathVariable);
+        if (binary is null && !string.IsNullOrEmpty(configured))
+        {
+            return new("Firecracker", HostCheckStatus.Fail, $"{FirecrackerBinary.PathVariable} is '{configured}', which is not an executable file",
+                "Point FORKD_FIRECRACKER at the firecracker binary, or unset it to use the one on PATH.");
+        }
+
+        if (binary is null)
+        {
+            return new("Firecracker", HostCheckStatus.Warn, "no firecracker binary (FORKD_FIRECRACKER unset, none on PATH); -Backend Firecracker is unavailable, QEMU works",
+                "Only for -Backend Firecracker: install a Firecracker release binary on PATH or set FORKD_FIRECRACKER to it.");
+        }
+
+        var version = FirecrackerBinary.Version(binary);
+        return version is null
+            ? new("Firecracker", HostCheckStatus.Fail, $"{binary} does not run ('--version' failed)", "Replace it with a Firecracker release binary for this CPU architecture.")
+            : new("Firecracker", HostCheckStatus.Pass, $"{version} at {binary}");
+    }
+
+    /// <summary>forkd's own snapshots are Firecracker snapshots: their settings are what forkd used.</summary>
+    public SnapshotMetadata Adopt(string snapshotDirectory, SnapshotMetadata metadata) =>
+        ForkdSnapshotLayout.WithBackendSettings(snapshotDirectory, metadata);
+
+    public void EnsureAvailable()
+    {
+        if (_binary is null)
+        {
+            FirecrackerBinary.Require();
+        }
+    }
+
+    public Task<AcceleratorChoice> ChooseAcceleratorAsync(AcceleratorPreference preference, VmBootSpec image, CancellationToken cancellationToken) =>
+        preference == AcceleratorPreference.Tcg
+            ? throw new ForkdException("FirecrackerNeedsKvm", ForkdErrorKind.InvalidArgument,
+                "Firecracker runs guests only with KVM; -Accelerator Tcg needs -Backend Qemu", "Tcg")
+            : Task.FromResult(new AcceleratorChoice(Accelerator.Kvm, "Firecracker runs on KVM only"));
+
+    /// <summary>Firecracker records its drives in its own vmstate, by paths relative to each VM's work dir: nothing to add.</summary>
+    public JsonObject SnapshotConfig(JsonObject recorded, IReadOnlyList<DriveSpec> drives)
+    {
+        ArgumentNullException.ThrowIfNull(recorded);
+        return recorded.DeepClone().AsObject();
+    }
+
     /// <summary>How long a new Firecracker process may take to open its API socket.</summary>
     public TimeSpan ApiSocketWait { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Where children of forkd-made snapshots are reached over TCP when not in a namespace of their own;
+    /// null is forkd's own 10.42.0.2:8888, the guest's static address behind the host tap.
+    /// </summary>
+    public System.Net.IPEndPoint? ForkdAgentEndpoint { get; init; }
 
     public async Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken)
     {
@@ -126,9 +190,23 @@ public sealed class FirecrackerBackend : IVmmBackend
     {
         ArgumentNullException.ThrowIfNull(spec);
         var snapshotDir = Path.GetDirectoryName(Path.GetFullPath(spec.Snapshot.VmStatePath))!;
-        var drives = FirecrackerDrives.FromJson(spec.BackendConfig["drives"] as JsonArray);
-        FirecrackerDrives.PrepareForChild(drives, snapshotDir, spec.WorkDirectory, spec.DriveOverrides);
         var config = (JsonObject)spec.BackendConfig.DeepClone();
+        if (ForkdSnapshotLayout.IsForkdLayout(config))
+        {
+            // A forkd-made snapshot: the vmstate names absolute host paths; say what this host lacks before starting anything.
+            _ = _binary ?? FirecrackerBinary.Require();
+            ForkdSnapshotLayout.PrepareChild(config, snapshotDir, spec.WorkDirectory);
+            if (ForkdAgentEndpoint is { } agent)
+            {
+                config["agent"] = new JsonObject { ["transport"] = "tcp", ["address"] = agent.Address.ToString(), ["port"] = agent.Port };
+            }
+        }
+        else
+        {
+            var drives = FirecrackerDrives.FromJson(spec.BackendConfig["drives"] as JsonArray);
+            FirecrackerDrives.PrepareForChild(drives, snapshotDir, spec.WorkDirectory, spec.DriveOverrides);
+        }
+
         var vm = await LaunchAsync(spec.Name, spec.WorkDirectory, spec.NetworkNamespace, config, cancellationToken).ConfigureAwait(false);
         try
         {
@@ -136,7 +214,9 @@ public sealed class FirecrackerBackend : IVmmBackend
             await vm.Api.LoadSnapshotAsync(new FcSnapshotLoad(
                 Path.GetFullPath(spec.Snapshot.VmStatePath),
                 FcMemoryBackend.File(Path.GetFullPath(spec.Snapshot.MemoryPath)),
-                ResumeVm: true), cancellationToken).ConfigureAwait(false);
+                ResumeVm: true,
+                ForkdSnapshotLayout.IsForkdLayout(config) ? ForkdSnapshotLayout.NetworkOverridesFor(config, spec.NetworkNamespace) : null),
+                cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
@@ -155,7 +235,7 @@ public sealed class FirecrackerBackend : IVmmBackend
         File.Delete(apiSocket);
         File.Delete(Path.Combine(workDirectory, VsockSocketName));
         var process = DetachedVmmProcess.Start([binary, "--api-sock", apiSocket], workDirectory, console, netns);
-        var vm = new FirecrackerVm(name, workDirectory, process, new FirecrackerApiClient(apiSocket), config);
+        var vm = new FirecrackerVm(name, workDirectory, process, new FirecrackerApiClient(apiSocket), config, netns);
         try
         {
             await WaitForApiAsync(apiSocket, process, console, ct).ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using Forkd.Core.Host;
 using System.Diagnostics;
 
 namespace Forkd.Core.Vmm.Firecracker;
@@ -38,40 +39,16 @@ public static class FirecrackerBinary
                 ? "the Firecracker backend needs a 'firecracker' executable on PATH, and there is none"
                 : $"{PathVariable} is '{explicitPath}', which is not an executable file", explicitPath)
         {
-            Hint = "Install Firecracker (a release binary for this CPU) or set FORKD_FIRECRACKER; Test-ForkdHost shows what it finds. Or use -Backend Qemu.",
+            Hint = "Install Firecracker (a release binary for this CPU) as 'firecracker' on PATH, or set FORKD_FIRECRACKER to its full path; Test-ForkdHost shows what it finds. Snapshots made by forkd need Firecracker; our own can use -Backend Qemu.",
         };
     }
 
     /// <summary>The first line of <c>firecracker --version</c> (e.g. "Firecracker v1.10.1"), or null.</summary>
     public static string? Version(string binary, TimeSpan? timeout = null)
     {
-        try
-        {
-            var start = new ProcessStartInfo(binary, "--version")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            using var p = Process.Start(start);
-            if (p is null)
-            {
-                return null;
-            }
-
-            var line = p.StandardOutput.ReadLine();
-            if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(5)))
-            {
-                p.Kill();
-                return null;
-            }
-
-            return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return null;
-        }
+        var outcome = ProcessRunner.Run(new ProcessSpec(binary, ["--version"]) { Timeout = timeout ?? TimeSpan.FromSeconds(5) });
+        var line = outcome.ExitCode == 0 ? outcome.StandardOutput.Split('\n').FirstOrDefault() : null;
+        return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
     }
 
     private static bool IsExecutable(string path)

@@ -9,13 +9,20 @@ public sealed class FirecrackerVm : IVmHandle
     private readonly DetachedVmmProcess _process;
     private bool _detached;
 
-    internal FirecrackerVm(string name, string workDirectory, DetachedVmmProcess process, FirecrackerApiClient api, JsonObject config)
+    internal FirecrackerVm(string name, string workDirectory, DetachedVmmProcess process, FirecrackerApiClient api, JsonObject config, string? netns)
     {
         Name = name;
         WorkDirectory = workDirectory;
         _process = process;
         Api = api;
         BackendConfig = config;
+        if (config["agent"] is JsonObject { } tcp && (string?)tcp["transport"] == "tcp")
+        {
+            // forkd's guests: no vsock, the agent listens on the guest's network (inside the child's namespace, if any).
+            Agent = new AgentEndpoint(AgentTransport.Tcp, (string)tcp["address"]!, (int?)tcp["port"] ?? ForkdSnapshotLayout.ForkdAgentPort, netns);
+            return;
+        }
+
         var port = (int?)config["agentVsockPort"] ?? FirecrackerBackend.AgentVsockPort;
         Agent = new AgentEndpoint(AgentTransport.Vsock, Path.Combine(workDirectory, FirecrackerBackend.VsockSocketName), port);
     }

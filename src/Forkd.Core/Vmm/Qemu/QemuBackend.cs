@@ -1,3 +1,4 @@
+using Forkd.Core.Host;
 using Forkd.Core.Store;
 using System.Diagnostics;
 using System.Globalization;
@@ -20,6 +21,71 @@ public sealed class QemuBackend : IVmmBackend
     public string Executable { get; }
 
     public BackendKind Kind => BackendKind.Qemu;
+
+    public BackendCapabilities Capabilities { get; } = new()
+    {
+        Accelerators = [Accelerator.Kvm, Accelerator.Tcg],
+        RootDisks = true,
+        Volumes = true,
+        Networks = true,
+        AgentTransports = [AgentTransport.Unix, AgentTransport.Tcp],
+        SnapshotKinds = SnapshotKinds.Full,
+    };
+
+    /// <summary>Where accelerator verdicts are cached and probe VMs get their work dirs.</summary>
+    public ForkdPaths? Paths { get; init; }
+
+    public HostCheckResult CheckHost()
+    {
+        var line = FirstVersionLine();
+        if (line is null)
+        {
+            return new("Qemu", HostCheckStatus.Fail, "qemu-system-x86_64 not found", "apt-get install qemu-system-x86 (Debian/Ubuntu), dnf install qemu-system-x86 (Fedora).");
+        }
+
+        var m = System.Text.RegularExpressions.Regex.Match(line, @"(\d+)\.(\d+)(\.\d+)?");
+        if (!m.Success)
+        {
+            return new("Qemu", HostCheckStatus.Warn, $"cannot read the version from '{line}'", "Check that qemu-system-x86_64 runs.");
+        }
+
+        var version = new Version(int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
+        return version >= new Version(7, 2)
+            ? new("Qemu", HostCheckStatus.Pass, $"QEMU {m.Value} ({line.Trim()})")
+            : new("Qemu", HostCheckStatus.Fail, $"QEMU {m.Value} is older than 7.2 (microvm snapshots with x-ignore-shared)", "Install QEMU 7.2 or newer.");
+    }
+
+    private string? FirstVersionLine()
+    {
+        var outcome = ProcessRunner.Run(new ProcessSpec(Executable, ["--version"]) { Timeout = TimeSpan.FromSeconds(10) });
+        return outcome.ExitCode == 0 ? outcome.StandardOutput.Split('\n').FirstOrDefault(l => l.Length > 0) : null;
+    }
+
+    /// <summary>Only our own snapshots are QEMU's, and they carry everything.</summary>
+    public SnapshotMetadata Adopt(string snapshotDirectory, SnapshotMetadata metadata) => metadata;
+
+    public void EnsureAvailable()
+    {
+        if (Path.IsPathRooted(Executable) ? !File.Exists(Executable) : ExecutableSearch.Find(Executable) is null)
+        {
+            throw new ForkdException("QemuNotFound", ForkdErrorKind.NotFound, $"QEMU ({Executable}) is not installed or not on PATH", Executable)
+            {
+                Hint = "Install it (Debian: apt-get install qemu-system-x86); Test-ForkdHost checks it.",
+            };
+        }
+    }
+
+    public Task<AcceleratorChoice> ChooseAcceleratorAsync(AcceleratorPreference preference, VmBootSpec image, CancellationToken cancellationToken) =>
+        new QemuAcceleratorChooser(Paths ?? ForkdPaths.FromEnvironment(), this).ChooseAsync(preference, image, cancellationToken);
+
+    /// <summary>QEMU children re-create the parent's drives from the record, so it keeps them, relative to the snapshot dir.</summary>
+    public JsonObject SnapshotConfig(JsonObject recorded, IReadOnlyList<DriveSpec> drives)
+    {
+        ArgumentNullException.ThrowIfNull(recorded);
+        var config = recorded.DeepClone().AsObject();
+        config["drives"] = QemuDrives.ToJson(drives);
+        return config;
+    }
 
     /// <summary>Host TSC rate handed to the guest (TCG boots hang under load without it); 0 leaves it out.</summary>
     public long TscKiloHertz { get; init; }
@@ -85,26 +151,12 @@ public sealed class QemuBackend : IVmmBackend
     private async Task<int> LaunchAsync(IReadOnlyList<string> args, string workDirectory, string? netns, CancellationToken cancellationToken)
     {
         // ip netns exec enters the namespace and exec()s QEMU; the daemon it forks stays in it.
-        var psi = new ProcessStartInfo(netns is null ? Executable : "ip")
+        var psi = ProcessRunner.StartInfo(new ProcessSpec(Executable, args)
         {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
+            NetworkNamespace = netns,
             WorkingDirectory = workDirectory,
-        };
-        if (netns is not null)
-        {
-            foreach (var a in new[] { "netns", "exec", netns, Executable })
-            {
-                psi.ArgumentList.Add(a);
-            }
-        }
-
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
+            StandardInput = "",
+        });
 
         Process launcher;
         try
@@ -180,6 +232,9 @@ public sealed class QemuBackend : IVmmBackend
 /// <summary>A running QEMU, controlled over its one QMP connection.</summary>
 internal sealed class QemuVm : IVmHandle
 {
+    private bool _detached;
+    private bool _ended;
+
     private QmpClient? _qmp;
 
     public QemuVm(int pid, string workDirectory, JsonObject backendConfig)
@@ -276,6 +331,12 @@ internal sealed class QemuVm : IVmHandle
 
     public async Task KillAsync()
     {
+        if (_ended)
+        {
+            return; // never signal a pid twice: by now it may belong to someone else
+        }
+
+        _ended = true;
         await DisposeQmpAsync().ConfigureAwait(false);
         await Host.ProcessControl.KillAndWaitAsync(ProcessId, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
     }
@@ -283,6 +344,7 @@ internal sealed class QemuVm : IVmHandle
     public void Detach()
     {
         // Closing QMP does not stop the VM; the daemonized QEMU lives on.
+        _detached = true;
         DisposeQmpAsync().AsTask().GetAwaiter().GetResult();
     }
 
@@ -295,5 +357,14 @@ internal sealed class QemuVm : IVmHandle
         }
     }
 
-    public ValueTask DisposeAsync() => DisposeQmpAsync();
+    /// <summary>Kills the VM unless it was detached, as on every backend: a dropped handle leaves no VMM behind.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!_detached)
+        {
+            await KillAsync().ConfigureAwait(false);
+        }
+
+        await DisposeQmpAsync().ConfigureAwait(false);
+    }
 }

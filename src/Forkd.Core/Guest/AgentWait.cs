@@ -1,10 +1,8 @@
 using Forkd.Core.Store;
 using System.Diagnostics;
 using System.Net.Sockets;
-using Forkd.Core.Guest;
-using Forkd.Core.Vmm;
 
-namespace Forkd.Core.Engine;
+namespace Forkd.Core.Guest;
 
 /// <summary>Connecting to a guest agent that may not be up yet.</summary>
 public static class AgentWait
@@ -21,7 +19,7 @@ public static class AgentWait
             case AgentTransport.Unix:
                 return await AgentClient.ConnectUnixAsync(endpoint.Address, timeout, cancellationToken).ConfigureAwait(false);
             case AgentTransport.Vsock:
-                return await AgentClient.ConnectHybridVsockAsync(endpoint.Address, endpoint.Port ?? Vmm.Firecracker.FirecrackerBackend.AgentVsockPort,
+                return await AgentClient.ConnectHybridVsockAsync(endpoint.Address, endpoint.Port ?? AgentEndpoint.DefaultPort,
                     timeout, cancellationToken).ConfigureAwait(false);
             case AgentTransport.Tcp when endpoint.NetworkNamespace is not null:
                 var socket = Host.NetworkNamespace.CreateTcpSocket(endpoint.NetworkNamespace);
@@ -29,7 +27,7 @@ public static class AgentWait
                 {
                     using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                     limit.CancelAfter(timeout);
-                    await socket.ConnectAsync(System.Net.IPAddress.Parse(endpoint.Address), endpoint.Port ?? 8888, limit.Token).ConfigureAwait(false);
+                    await socket.ConnectAsync(System.Net.IPAddress.Parse(endpoint.Address), endpoint.Port ?? AgentEndpoint.DefaultPort, limit.Token).ConfigureAwait(false);
                     return new AgentClient(new NetworkStream(socket, ownsSocket: true), $"{endpoint} in {endpoint.NetworkNamespace}");
                 }
                 catch
@@ -39,7 +37,7 @@ public static class AgentWait
                 }
 
             case AgentTransport.Tcp:
-                return await AgentClient.ConnectTcpAsync(endpoint.Address, endpoint.Port ?? 8888, timeout, cancellationToken).ConfigureAwait(false);
+                return await AgentClient.ConnectTcpAsync(endpoint.Address, endpoint.Port ?? AgentEndpoint.DefaultPort, timeout, cancellationToken).ConfigureAwait(false);
             default:
                 throw new ForkdException("AgentTransportUnsupported", ForkdErrorKind.NotSupported,
                     $"agent transport '{endpoint.Transport}' is not supported by this host", endpoint.ToString());

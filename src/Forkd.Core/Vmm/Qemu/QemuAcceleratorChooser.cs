@@ -1,34 +1,21 @@
-using System.Security.Cryptography;
-using System.Text.Json;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
 using Forkd.Core.Vmm;
-using Forkd.Core.Vmm.Qemu;
+using Forkd.Core.Guest;
 
-namespace Forkd.Core.Engine;
-
-/// <summary>What the user asked for: <c>Auto</c> lets a booting guest decide.</summary>
-public enum AcceleratorPreference
-{
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-/// <summary>The accelerator chosen and why, shown to the user and recorded in the snapshot.</summary>
-public sealed record AcceleratorChoice(Accelerator Accelerator, string Reason, bool FromCache = false);
+namespace Forkd.Core.Vmm.Qemu;
 
 /// <summary>
 /// Picks KVM only where a guest provably boots under it. A VM that merely gets created proves nothing
 /// (a PVM-backed <c>/dev/kvm</c> creates VMs but cannot run a stock kernel), so the probe boots the real
 /// image under KVM and waits for its agent. The verdict is cached per kernel and host boot.
 /// </summary>
-public sealed class AcceleratorChooser
+internal sealed class QemuAcceleratorChooser
 {
     private readonly ForkdPaths _paths;
     private readonly QemuBackend _backend;
 
-    public AcceleratorChooser(ForkdPaths paths, QemuBackend backend)
+    public QemuAcceleratorChooser(ForkdPaths paths, QemuBackend backend)
     {
         _paths = paths;
         _backend = backend;
@@ -60,29 +47,21 @@ public sealed class AcceleratorChooser
             return new(Accelerator.Tcg, "no /dev/kvm on this host: using TCG");
         }
 
-        var cacheFile = Path.Combine(_paths.CacheDirectory, "accelerator", $"{FileHash(image.KernelPath)}-{BootId()}.json");
-        if (File.Exists(cacheFile))
+        if (KvmVerdicts.Read(_paths.CacheDirectory, image.KernelPath) is { } cached)
         {
-            try
-            {
-                var cached = JsonSerializer.Deserialize<AcceleratorChoice>(File.ReadAllText(cacheFile));
-                if (cached is not null)
-                {
-                    return cached with { FromCache = true };
-                }
-            }
-            catch (JsonException)
-            {
-            }
+            return Choice(cached) with { FromCache = true };
         }
 
-        var choice = await ProbeAsync(image, cancellationToken).ConfigureAwait(false);
-        Directory.CreateDirectory(Path.GetDirectoryName(cacheFile)!);
-        File.WriteAllText(cacheFile, JsonSerializer.Serialize(choice));
-        return choice;
+        var verdict = await ProbeAsync(image, cancellationToken).ConfigureAwait(false);
+        KvmVerdicts.Write(_paths.CacheDirectory, image.KernelPath, verdict);
+        return Choice(verdict);
     }
 
-    private async Task<AcceleratorChoice> ProbeAsync(VmBootSpec image, CancellationToken cancellationToken)
+    private static AcceleratorChoice Choice(KvmVerdict verdict) => verdict.Booted
+        ? new(Accelerator.Kvm, verdict.Detail)
+        : new(Accelerator.Tcg, $"{verdict.Detail}; using TCG");
+
+    private async Task<KvmVerdict> ProbeAsync(VmBootSpec image, CancellationToken cancellationToken)
     {
         var pvm = Directory.Exists("/sys/module/kvm_pvm") ? " (/dev/kvm is served by kvm_pvm, which runs only PVM-built guest kernels)" : "";
         var dir = WorkDirectories.Create(_paths, WorkDirKind.Probe, "kvm");
@@ -100,12 +79,12 @@ public sealed class AcceleratorChooser
             var pid = vm.ProcessId;
             await using var agent = await AgentWait.UntilReadyAsync(vm.Agent, ProbeTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
                 .ConfigureAwait(false);
-            return new(Accelerator.Kvm, "KVM: a probe guest booted and its agent answered");
+            return new(true, "KVM: a probe guest booted and its agent answered");
         }
         catch (ForkdException ex)
         {
             var firstLine = ex.Message.Split('\n')[0].Trim();
-            return new(Accelerator.Tcg, $"KVM cannot boot this guest{pvm}: {firstLine}; using TCG");
+            return new(false, $"KVM cannot boot this guest{pvm}: {firstLine}");
         }
         finally
         {
@@ -115,24 +94,6 @@ public sealed class AcceleratorChooser
             }
 
             SafeDelete.Delete(dir);
-        }
-    }
-
-    private static string FileHash(string path)
-    {
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(stream))[..16];
-    }
-
-    private static string BootId()
-    {
-        try
-        {
-            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
-        }
-        catch (IOException)
-        {
-            return "unknown";
         }
     }
 }

@@ -9,6 +9,7 @@ namespace Forkd.Core.Tests.Big;
 /// The Node warm-up (guest/warmup/node-warmup.js) behind the real guest agent, both run on the host:
 /// python3 forkd-agent.py --stdio with FORKD_WARMUP_CMD pointing at node. No VM needed.
 /// </summary>
+[Trait(Tiers.Name, Tiers.Full)]
 public sealed class NodeWarmupTests : IAsyncLifetime
 {
     private Process _agent = null!;

@@ -4,6 +4,7 @@ using Xunit;
 
 namespace Forkd.Core.Tests.Big;
 
+[Trait(Tiers.Name, Tiers.Full)]
 public sealed class RootDiskTests : IDisposable
 {
     private readonly TempDir _tmp = new();
@@ -73,14 +74,10 @@ public sealed class RootDiskTests : IDisposable
         Assert.Equal(["chromium 156.0", "nodejs 18.20.4"], RootDiskTree.InstalledPackages(root));
     }
 
-    [Fact]
+    [SkippableFact]
     public void A_mounted_build_tree_is_detached_before_anything_deletes_it()
     {
-        if (NativeFile.EffectiveUid != 0)
-        {
-            Console.WriteLine("SKIPPED: mounting a tmpfs needs root");
-            return;
-        }
+        Skip.If(NativeFile.EffectiveUid != 0, "mounting a tmpfs needs root");
 
         var tree = _tmp.Sub("build", "root", "proc");
         var rc = System.Diagnostics.Process.Start("mount", ["-t", "tmpfs", "forkd-test", tree]);

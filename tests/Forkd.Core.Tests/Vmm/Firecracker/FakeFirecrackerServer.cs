@@ -78,6 +78,12 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
 
     public bool LoadedFromSnapshot { get; private set; }
 
+    /// <summary>
+    /// For state files this stand-in did not write (a forkd-made vmstate): what they name, as
+    /// <c>{"drives": {id: path_on_host}, "vsock": uds_path|null}</c>; null falls back to the stand-in's own format.
+    /// </summary>
+    public Func<string, JsonObject?>? ReadSavedState { get; set; }
+
     public string StateName => _state.ToString();
 
     private string Handle(string method, string target, string bodyText, Dictionary<string, string> headers)
@@ -264,7 +270,7 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
         }
 
         // The saved device state names its host resources by the paths the parent was given.
-        var saved = JsonNode.Parse(File.ReadAllText(Resolve(snapshotPath)))!.AsObject();
+        var saved = ReadSavedState?.Invoke(Resolve(snapshotPath)) ?? JsonNode.Parse(File.ReadAllText(Resolve(snapshotPath)))!.AsObject();
         foreach (var (id, drivePath) in saved["drives"]!.AsObject())
         {
             if (Missing((string)drivePath!) is { } d)

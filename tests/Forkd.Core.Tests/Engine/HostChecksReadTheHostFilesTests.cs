@@ -1,3 +1,4 @@
+using Forkd.Core.Engine;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
 using Xunit;
@@ -9,7 +10,7 @@ public sealed class HostChecksReadTheHostFilesTests : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "forkd-hosttest-" + Guid.NewGuid().ToString("N")[..8]);
 
-    private HostChecks Checks => new(new ForkdPaths(Path.Combine(_root, "data"), _root), Path.Combine(_root, "sys"), Path.Combine(_root, "proc"));
+    private HostChecks Checks => new(new ForkdPaths(Path.Combine(_root, "data"), _root), null, Path.Combine(_root, "sys"), Path.Combine(_root, "proc"));
 
     private void Write(string relative, string text)
     {

@@ -9,6 +9,7 @@ using Xunit;
 namespace Forkd.Core.Tests.Engine;
 
 /// <summary>QMP framing against a scripted peer on a real Unix socket, and against a real QEMU.</summary>
+[Trait(Tiers.Name, Tiers.Full)]
 public sealed class QmpClientTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("forkd-qmptest-").FullName;

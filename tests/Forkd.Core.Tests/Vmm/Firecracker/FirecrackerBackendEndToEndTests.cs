@@ -1,3 +1,4 @@
+using Forkd.Core.Store;
 using Forkd.Core.Engine;
 using Forkd.Core.Guest;
 using Forkd.Core.Vmm;
@@ -13,6 +14,7 @@ namespace Forkd.Core.Tests.Firecracker;
 /// vsock, snapshots it, forks two children and pings each child's agent over its own vsock socket.
 /// Skipped, with the reason printed, anywhere one of those is missing (as on forkd's own CI machines).
 /// </summary>
+[Trait(Tiers.Name, Tiers.Full)]
 public sealed class FirecrackerBackendEndToEndTests
 {
     [SkippableFact]
@@ -106,7 +108,7 @@ public sealed class FirecrackerBackendEndToEndTests
             return (File.Exists(kernel) ? kernel : null, string.IsNullOrEmpty(initrd) ? null : initrd);
         }
 
-        var images = Path.Combine(Environment.GetEnvironmentVariable(GuestImageBuilder.CacheDirVariable) ?? "", "images");
+        var images = Path.Combine(Environment.GetEnvironmentVariable(ForkdPaths.CacheDirVariable) ?? "", "images");
         var newest = Directory.Exists(images)
             ? Directory.EnumerateDirectories(images)
                 .Where(d => File.Exists(Path.Combine(d, GuestImageBuilder.KernelFileName)) && File.Exists(Path.Combine(d, GuestImageBuilder.InitramfsFileName)))

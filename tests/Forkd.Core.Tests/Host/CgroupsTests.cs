@@ -47,15 +47,11 @@ public sealed class CgroupsTests : IDisposable
         Assert.Equal("CgroupUnavailable", ex.ErrorId);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Real_host_cgroup_limits_a_process_and_is_removed_after_it_ends()
     {
         var cg = new Cgroups();
-        if (cg.Version == CgroupVersion.None || Tmds.Linux.LibC.geteuid() != 0)
-        {
-            Console.WriteLine("skipped: needs root and a cgroup memory controller");
-            return;
-        }
+        Skip.If(cg.Version == CgroupVersion.None || Tmds.Linux.LibC.geteuid() != 0, "needs root and a cgroup memory controller");
 
         var id = "xunit-" + Environment.ProcessId;
         using var sleeper = Process.Start("sleep", "30")!;

@@ -28,6 +28,10 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
         return Task.CompletedTask;
     }
 
+    /// <summary>The composition root, with the Firecracker backend pointed at the stand-in binary.</summary>
+    private ForkdEngine EngineWith(FirecrackerBackend backend) =>
+        new(_paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend));
+
     public async Task DisposeAsync()
     {
         await _fc.DisposeAsync();
@@ -38,25 +42,24 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
     public async Task Snapshot_fork_eval_and_stop_run_on_Firecracker_with_only_valid_calls()
     {
         var backend = new FirecrackerBackend(_fc.Binary);
-        var registry = new ChildRegistry(_paths);
-        var builder = new SnapshotBuilder(_paths, backend, registry,
-            (_, _, _) => Task.FromResult(new AcceleratorChoice(Accelerator.Kvm, "Firecracker runs on KVM only")));
+        var engine = EngineWith(backend);
+        var registry = engine.Children;
 
-        var made = await builder.CreateAsync(new SnapshotRequest
+        var made = await engine.CreateSnapshotAsync(new SnapshotRequest
         {
             Tag = "fc",
             Recipe = "custom",
             KernelPath = Path.Combine(_dir, "vmlinux"),
             InitramfsPath = Path.Combine(_dir, "initrd"),
             AgentTimeout = TimeSpan.FromSeconds(10),
-        }, null, null, CancellationToken.None);
+        }, BackendKind.Firecracker, null, null, CancellationToken.None);
 
         Assert.Equal("firecracker", made.Snapshot.Metadata.Backend);
         Assert.Equal("kvm", made.Snapshot.Metadata.Accelerator);
         Assert.Equal(["PUT /boot-source", "PUT /machine-config", "PUT /vsock", "PUT /entropy", "PUT /actions", "PATCH /vm", "PUT /snapshot/create"],
             _fc.Launches.Single().Server.Requests.Select(r => r.ToString()));
 
-        var outcomes = await new Forker(_paths, backend, registry, new Cgroups()).ForkAsync(
+        var outcomes = await engine.ForkAsync(
             new ForkRequest { Tag = "fc", Count = 2, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None);
         try
         {
@@ -97,28 +100,28 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
         Skip.If(ChildNetworks.ListNamespaces().Any(ChildNetworks.IsOurNamespace), "forkd child namespaces already exist on this host; not touching them");
         var forward = File.ReadAllText("/proc/sys/net/ipv4/ip_forward");
         var backend = new FirecrackerBackend(_fc.Binary);
-        var registry = new ChildRegistry(_paths);
+        var engine = EngineWith(backend);
+        var registry = engine.Children;
         IReadOnlyList<ForkOutcome> outcomes = [];
         try
         {
             ChildNetworks.EnsureHost();
             ChildNetworks.EnsureChild(1);
             ChildNetworks.EnsureChild(2);
-            await new SnapshotBuilder(_paths, backend, registry,
-                (_, _, _) => Task.FromResult(new AcceleratorChoice(Accelerator.Kvm, "Firecracker runs on KVM only"))).CreateAsync(new SnapshotRequest
+            await engine.CreateSnapshotAsync(new SnapshotRequest
                 {
                     Tag = "fcnet",
                     Recipe = "custom",
                     KernelPath = Path.Combine(_dir, "vmlinux"),
                     AgentTimeout = TimeSpan.FromSeconds(10),
                     Network = true,
-                }, null, null, CancellationToken.None);
+                }, BackendKind.Firecracker, null, null, CancellationToken.None);
             var parent = _fc.Launches.Single();
             Assert.Contains("PUT /network-interfaces/eth0", parent.Server.Requests.Select(r => r.ToString()));
             Assert.Contains(" ip=10.42.0.2::10.42.0.1:255.255.255.0::eth0:off", (string?)parent.Server.Requests.First().Body!["boot_args"], StringComparison.Ordinal);
             Assert.DoesNotContain(ChildNetworks.ListNamespaces(), n => n.StartsWith("forkd-boot-", StringComparison.Ordinal));
 
-            outcomes = await new Forker(_paths, backend, registry, new Cgroups()).ForkAsync(
+            outcomes = await engine.ForkAsync(
                 new ForkRequest { Tag = "fcnet", Count = 2, Network = true, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None);
 
             Assert.All(outcomes, o => Assert.Null(o.Error));

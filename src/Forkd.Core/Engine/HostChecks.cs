@@ -1,10 +1,10 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Forkd.Core.Store;
-using Forkd.Core.Vmm.Firecracker;
+using Forkd.Core.Host;
+using Forkd.Core.Vmm;
 
-namespace Forkd.Core.Host;
+namespace Forkd.Core.Engine;
 
 /// <summary>
 /// What <c>Test-ForkdHost</c> checks: everything forkd needs from the host, each with what was seen
@@ -16,9 +16,12 @@ public sealed partial class HostChecks
     private readonly string _sys;
     private readonly string _proc;
 
-    public HostChecks(ForkdPaths paths, string sysRoot = "/sys", string procRoot = "/proc")
+    private readonly BackendCatalog _backends;
+
+    public HostChecks(ForkdPaths paths, BackendCatalog? backends = null, string sysRoot = "/sys", string procRoot = "/proc")
     {
         _paths = paths;
+        _backends = backends ?? BackendCatalog.CreateDefault(paths);
         _sys = sysRoot;
         _proc = procRoot;
     }
@@ -42,8 +45,8 @@ public sealed partial class HostChecks
             results.Add(name switch
             {
                 "Kvm" => await KvmAsync(cancellationToken).ConfigureAwait(false),
-                "Qemu" => Qemu(),
-                "Firecracker" => Firecracker(),
+                "Qemu" => _backends.Get(BackendKind.Qemu).CheckHost(),
+                "Firecracker" => _backends.Get(BackendKind.Firecracker).CheckHost(),
                 "Cgroups" => Cgroups(),
                 "NetworkNamespaces" => NetworkNamespaces(),
                 "VhostVsock" => VhostVsock(),
@@ -107,8 +110,7 @@ public sealed partial class HostChecks
 
     private string? FindGuestKernel()
     {
-        var cache = Environment.GetEnvironmentVariable("FORKD_CACHE_DIR");
-        var images = Path.Combine(string.IsNullOrEmpty(cache) ? _paths.CacheDirectory : cache, "images");
+        var images = Path.Combine(_paths.CacheDirectory, "images");
         if (!Directory.Exists(images))
         {
             return null;
@@ -118,48 +120,6 @@ public sealed partial class HostChecks
             .Where(f => !f.Contains("/.", StringComparison.Ordinal))
             .OrderByDescending(File.GetLastWriteTimeUtc)
             .FirstOrDefault();
-    }
-
-    public static HostCheckResult Qemu()
-    {
-        var line = FirstLine("qemu-system-x86_64", "--version");
-        if (line is null)
-        {
-            return new("Qemu", HostCheckStatus.Fail, "qemu-system-x86_64 not found", "apt-get install qemu-system-x86 (Debian/Ubuntu), dnf install qemu-system-x86 (Fedora).");
-        }
-
-        var m = QemuVersion().Match(line);
-        if (!m.Success)
-        {
-            return new("Qemu", HostCheckStatus.Warn, $"cannot read the version from '{line}'", "Check that qemu-system-x86_64 runs.");
-        }
-
-        var version = new Version(int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
-        return version >= new Version(7, 2)
-            ? new("Qemu", HostCheckStatus.Pass, $"QEMU {m.Value} ({line.Trim()})")
-            : new("Qemu", HostCheckStatus.Fail, $"QEMU {m.Value} is older than 7.2 (microvm snapshots with x-ignore-shared)", "Install QEMU 7.2 or newer.");
-    }
-
-    public static HostCheckResult Firecracker()
-    {
-        var binary = FirecrackerBinary.Locate();
-        var configured = Environment.GetEnvironmentVariable(FirecrackerBinary.PathVariable);
-        if (binary is null && !string.IsNullOrEmpty(configured))
-        {
-            return new("Firecracker", HostCheckStatus.Fail, $"{FirecrackerBinary.PathVariable} is '{configured}', which is not an executable file",
-                "Point FORKD_FIRECRACKER at the firecracker binary, or unset it to use the one on PATH.");
-        }
-
-        if (binary is null)
-        {
-            return new("Firecracker", HostCheckStatus.Warn, "no firecracker binary (FORKD_FIRECRACKER unset, none on PATH); -Backend Firecracker is unavailable, QEMU works",
-                "Only for -Backend Firecracker: install a Firecracker release binary on PATH or set FORKD_FIRECRACKER to it.");
-        }
-
-        var version = FirecrackerBinary.Version(binary);
-        return version is null
-            ? new("Firecracker", HostCheckStatus.Fail, $"{binary} does not run ('--version' failed)", "Replace it with a Firecracker release binary for this CPU architecture.")
-            : new("Firecracker", HostCheckStatus.Pass, $"{version} at {binary}");
     }
 
     public HostCheckResult Cgroups()
@@ -306,31 +266,8 @@ public sealed partial class HostChecks
 
     private static (int Code, string Output) Run(string exe, params string[] args)
     {
-        try
-        {
-            var start = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var a in args)
-            {
-                start.ArgumentList.Add(a);
-            }
-
-            using var p = Process.Start(start)!;
-            var stderr = p.StandardError.ReadToEndAsync();
-            var stdout = p.StandardOutput.ReadToEnd();
-            if (!p.WaitForExit(TimeSpan.FromSeconds(10)))
-            {
-                p.Kill();
-                return (-1, "timed out");
-            }
-
-            return (p.ExitCode, stdout + stderr.GetAwaiter().GetResult());
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            return (-1, ex.Message);
-        }
+        var outcome = ProcessRunner.Run(new ProcessSpec(exe, args) { Timeout = TimeSpan.FromSeconds(10) });
+        return (outcome.ExitCode, outcome.TimedOut ? "timed out" : outcome.Output);
     }
 
-    [GeneratedRegex(@"(\d+)\.(\d+)(\.\d+)?")]
-    private static partial Regex QemuVersion();
 }

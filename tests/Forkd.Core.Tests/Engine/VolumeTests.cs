@@ -6,6 +6,7 @@ using Xunit;
 
 namespace Forkd.Core.Tests.Big;
 
+[Trait(Tiers.Name, Tiers.Full)]
 public class VolumeTests
 {
     [Theory]
