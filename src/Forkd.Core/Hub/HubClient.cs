@@ -99,6 +99,7 @@ public sealed class HubClient : IDisposable
         var length = response.Content.Headers.ContentLength;
         var body = await response.Content.ReadAsStreamAsync(watchdog.Token).ConfigureAwait(false);
         watchdog.Phase = "while downloading the pack";
+        watchdog.OnlyWhileReading = true;
         await using var guarded = new TransferGuardStream(body, shown, length, null, watchdog, "GET");
         // The import reads synchronously; closing the body is what unblocks a read from a stalled server (Ctrl+C or timeout).
         await using var abort = watchdog.Token.Register(body.Dispose);

@@ -13,6 +13,7 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
     public override int Read(Span<byte> buffer)
     {
         int n;
+        watchdog?.BeginRead();
         try
         {
             n = inner.Read(buffer);
@@ -25,6 +26,10 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
         {
             throw Interrupted(ex);
         }
+        finally
+        {
+            watchdog?.EndRead();
+        }
 
         return Counted(n);
     }
@@ -34,6 +39,7 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         int n;
+        watchdog?.BeginRead();
         try
         {
             n = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
@@ -45,6 +51,10 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
             throw Interrupted(ex);
+        }
+        finally
+        {
+            watchdog?.EndRead();
         }
 
         return Counted(n);

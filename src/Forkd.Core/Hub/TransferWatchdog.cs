@@ -44,6 +44,7 @@ internal sealed class TransferWatchdog : IDisposable
     private long _windowBytes;
     private long _windowStart = Environment.TickCount64;
     private int _fired;
+    private int _waiting;
 
     public TransferWatchdog(HubTimeouts limits, CancellationToken outer, Action? onTimeout = null)
     {
@@ -64,9 +65,26 @@ internal sealed class TransferWatchdog : IDisposable
 
     public void Moved(long bytes) => Interlocked.Add(ref _bytes, bytes);
 
+    /// <summary>
+    /// For a download body: only time spent inside a read counts. While the import is busy elsewhere (writing,
+    /// hashing a long hole) nothing is read, and that is our pace, not a stalled server.
+    /// </summary>
+    public bool OnlyWhileReading { get; set; }
+
+    public void BeginRead() => Interlocked.Increment(ref _waiting);
+
+    public void EndRead() => Interlocked.Decrement(ref _waiting);
+
     private void Check()
     {
         var now = Environment.TickCount64;
+        if (OnlyWhileReading && Volatile.Read(ref _waiting) == 0)
+        {
+            _windowBytes = Interlocked.Read(ref _bytes);
+            Volatile.Write(ref _windowStart, now);
+            return;
+        }
+
         if (now - Volatile.Read(ref _windowStart) < _limits.Idle.TotalMilliseconds)
         {
             return;

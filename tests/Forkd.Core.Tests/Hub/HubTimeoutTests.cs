@@ -81,6 +81,28 @@ public sealed class HubTimeoutTests : IDisposable
         Assert.True(snap.IsComplete);
     }
 
+    /// <summary>Blocks the importing thread on its first progress report, as a slow disk or a long hole would.</summary>
+    private sealed class SlowConsumer : IProgress<PackProgress>
+    {
+        private int _calls;
+
+        public void Report(PackProgress value)
+        {
+            if (value.Bytes > 0 && value.Status != "done" && Interlocked.Increment(ref _calls) == 1)
+            {
+                Thread.Sleep(TimeSpan.FromSeconds(5));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_download_paused_by_our_own_slow_import_is_not_a_server_stall()
+    {
+        _server.Files["/busy.tar.zst"] = await MakePack("busy", 20000);
+        var snap = await Bounded(_client.PullAsync(new PackInstaller(_box.NewDataDir("busy")), _server.Url("/busy.tar.zst"), new ImportOptions(), new SlowConsumer(), default));
+        Assert.True(snap.IsComplete);
+    }
+
     [Fact]
     public void Timeouts_have_documented_defaults_and_a_seconds_form()
     {
