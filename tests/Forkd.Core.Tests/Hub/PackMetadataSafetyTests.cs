@@ -196,6 +196,16 @@ public sealed class PackMetadataSafetyTests : IDisposable
     }
 
     [Fact]
+    public async Task The_engine_refuses_to_fork_an_imported_snapshot_whose_volume_is_unbound()
+    {
+        Import(Pack(QemuMetadata().ToJsonString()));
+        var engine = new Forkd.Core.Engine.ForkdEngine(_box.Paths);
+        var ex = await Assert.ThrowsAsync<ForkdException>(() => engine.ForkAsync(new Forkd.Core.Engine.ForkRequest { Tag = "good", Count = 1 }, null, default));
+        Assert.Equal("VolumeUnbound", ex.ErrorId);
+        Assert.Empty(engine.Children.List());
+    }
+
+    [Fact]
     public void A_volume_bound_at_import_uses_the_users_host_file_in_metadata_and_drive()
     {
         var host = Path.Combine(_box.Root, "mine.img");
