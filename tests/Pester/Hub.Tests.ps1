@@ -302,4 +302,77 @@ Describe 'A warmed snapshot moved to another data dir' -Tag HubEngine {
         $r.Error | Should -BeNullOrEmpty
         $r.Repr | Should -Be "('hub-w4rm', 499500)"
     }
+
+    It 'imports and forks a pack whose memory.bin is a GNU tar sparse member, as forkd writes it' {
+        $src = Join-Path $TestDrive 'warm-src/snapshots/hubwarm'
+        $stage = Join-Path $TestDrive 'sparse-stage'
+        New-Item -ItemType Directory $stage | Out-Null
+        foreach ($f in 'snapshot.json', 'vmstate', 'vmlinux', 'initramfs.img', 'memory.bin') { Copy-Item "$src/$f" "$stage/$f" }
+        & fallocate --dig-holes "$stage/memory.bin"
+        $lines = @('forkd_pack_version = 1', 'tag = "hubsparse"', 'created_at = "2026-05-14T06:47:27Z"', 'forkd_version = "0.1.3"')
+        foreach ($f in 'snapshot.json', 'vmstate', 'vmlinux', 'initramfs.img', 'memory.bin') {
+            $lines += '', '[[files]]', "path = `"$f`"", "size = $((Get-Item "$stage/$f").Length)", "sha256 = `"$((Get-FileHash -Algorithm SHA256 "$stage/$f").Hash.ToLowerInvariant())`""
+        }
+        Set-Content -Path "$stage/manifest.toml" -Value ($lines -join "`n")
+        $pack = Join-Path $TestDrive 'hubsparse.forkd-snapshot.tar.zst'
+        & bash -c "cd '$stage' && tar --format=gnu --sparse -cf - manifest.toml snapshot.json vmstate vmlinux initramfs.img memory.bin | zstd -q -3 -o '$pack'"
+        $LASTEXITCODE | Should -Be 0
+        # Really a sparse member: GNU tar lists it as such, and the pack is far smaller than the image.
+        (& bash -c "zstd -dc '$pack' | tar -tvf - --sparse | grep memory.bin") | Should -Match 'memory.bin'
+        & bash -c "zstd -dc '$pack' > '$stage/p.tar' && python3 -c 'import sys, tarfile; print(tarfile.open(sys.argv[1]).getmember(""memory.bin"").issparse())' '$stage/p.tar'" | Should -Be 'True'
+        (Get-Item $pack).Length | Should -BeLessThan ((Get-Item "$src/memory.bin").Length / 4)
+
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-sparse'
+        try {
+            $snap = Import-ForkdPack -Path $pack
+            $snap.Tag | Should -Be 'hubsparse'
+            (Get-FileHash "$($snap.Path)/memory.bin").Hash | Should -Be (Get-FileHash "$src/memory.bin").Hash
+            $child = Invoke-ForkdFork -Tag hubsparse -Count 1
+            try {
+                ($child | Invoke-ForkdEval -Code "(warm['token'], warm['n'])").Repr | Should -Be "('hub-w4rm', 499500)"
+            }
+            finally { $child | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue }
+        }
+        finally { $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-src' }
+    }
+}
+
+Describe 'Volumes of an imported pack' -Tag Hub {
+    BeforeAll {
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'vol-src'
+        $dir = Join-Path $env:FORKD_DATA_DIR 'snapshots/withvol'
+        New-Item -ItemType Directory $dir -Force | Out-Null
+        [IO.File]::WriteAllBytes("$dir/memory.bin", [byte[]]::new(65536))
+        [IO.File]::WriteAllBytes("$dir/vmstate", [byte[]](1..200))
+        Set-Content -Path "$dir/snapshot.json" -NoNewline -Value '{"vmstate":"/srv/x/vmstate","memory":"/srv/x/memory.bin","volumes":[{"host_path":"/etc/passwd","guest_path":"/opt/cache","read_only":false}]}'
+        $script:volPack = Join-Path $TestDrive 'withvol.forkd-snapshot.tar.zst'
+        Export-ForkdPack -Tag withvol -Path $volPack | Out-Null
+        $script:hostFile = Join-Path $TestDrive 'cache.img'
+        [IO.File]::WriteAllBytes($hostFile, [byte[]]::new(4096))
+    }
+    AfterAll { $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data' }
+
+    It 'drops the pack''s host path and warns that the volume is unbound' {
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'vol-dst1'
+        $snap = Import-ForkdPack -Path $volPack -WarningVariable warn 3>$null
+        $snap.Metadata.Volumes[0].HostPath | Should -BeNullOrEmpty
+        $snap.Metadata.Volumes[0].GuestPath | Should -Be '/opt/cache'
+        "$warn" | Should -Match 'VolumeUnbound'
+        Get-Content -Raw "$($snap.Path)/snapshot.json" | Should -Not -Match '/etc/passwd'
+    }
+
+    It 'binds -Volume HOST:GUEST:ro, and refuses a binding for a guest path the snapshot lacks' {
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'vol-dst2'
+        $snap = Import-ForkdPack -Path $volPack -Volume "${hostFile}:/opt/cache:ro"
+        $snap.Metadata.Volumes[0].HostPath | Should -Be $hostFile
+        $snap.Metadata.Volumes[0].ReadOnly | Should -BeTrue
+        Import-ForkdPack -Path $volPack -Tag other -Volume "${hostFile}:/elsewhere" -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Match '^VolumeBindingUnknown'
+    }
+
+    It 'refuses a pack above -MaxSize with PackTooLarge' {
+        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'vol-dst3'
+        Import-ForkdPack -Path $volPack -MaxSize 1KB -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Match '^PackTooLarge'
+    }
 }

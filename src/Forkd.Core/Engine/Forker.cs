@@ -78,6 +78,7 @@ public sealed class Forker
                 $"snapshot '{tag}' has no vmstate, memory image or backend settings; it cannot be forked", tag);
         }
 
+        SnapshotMetadataSafety.RequireVolumesBound(metadata, tag); // hub: imported volumes have no host side until bound
         backend.Capabilities.Require(backend.Kind, rootDisk: false, volumes: metadata.Volumes.Count > 0, network: request.Network);
         backend.EnsureAvailable();
 

@@ -15,14 +15,18 @@ public sealed class HubClient : IDisposable
 {
     public const string HubVariable = "FORKD_HUB_URL";
     private readonly HttpClient _http;
+    private readonly HubTimeouts _timeouts;
 
-    public HubClient(HttpMessageHandler? handler = null)
+    /// <param name="timeouts">Connect and idle limits; <see cref="HubTimeouts"/>' defaults (30 s, 60 s) when null.</param>
+    /// <param name="handler">For tests; a <see cref="SocketsHttpHandler"/> otherwise.</param>
+    public HubClient(HubTimeouts? timeouts = null, HttpMessageHandler? handler = null)
     {
+        _timeouts = timeouts ?? new HubTimeouts();
         handler ??= new SocketsHttpHandler
         {
             AllowAutoRedirect = true,
             MaxAutomaticRedirections = 10,
-            ConnectTimeout = TimeSpan.FromSeconds(30),
+            ConnectTimeout = _timeouts.Connect,
             AutomaticDecompression = DecompressionMethods.None,
         };
         _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
@@ -30,15 +34,16 @@ public sealed class HubClient : IDisposable
     }
 
     /// <summary>
-    /// forkd's pull target rule: an http(s) URL is used as is; <c>owner/tag</c> becomes
-    /// <c>{hub}/{slug}.forkd-snapshot.tar.zst</c>, where every character that is neither a letter, a digit
+    /// forkd's pull target rule: an http(s) URL (lower-case prefix, as forkd checks it) is used as is; <c>owner/tag</c> becomes
+    /// <c>{hub}/{slug}.forkd-snapshot.tar.zst</c>, where every character that is neither alphanumeric in Rust's sense (<see cref="HubSlug"/>)
     /// nor '/' turns into '-'. The hub is <paramref name="hub"/>, else <c>FORKD_HUB_URL</c>.
     /// </summary>
     public static Uri ResolvePullTarget(string target, string? hub, Func<string, string?> env)
     {
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(env);
-        if (target.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || target.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        // forkd compares the prefix exactly (Rust's starts_with): "HTTP://…" is not a URL to it but a short form.
+        if (target.StartsWith("http://", StringComparison.Ordinal) || target.StartsWith("https://", StringComparison.Ordinal))
         {
             return Uri.TryCreate(target, UriKind.Absolute, out var direct)
                 ? direct
@@ -57,11 +62,13 @@ public sealed class HubClient : IDisposable
             throw new ForkdException("HubNotConfigured", ForkdErrorKind.InvalidArgument,
                 $"'{target}' is a hub short form, but no hub is configured", target)
             {
-                Hint = $"Pass -Hub <https://base-url> or set ${HubVariable}; or pass the pack's full URL with -Uri.",
+                Hint = target.StartsWith("http", StringComparison.OrdinalIgnoreCase) && target.Contains("://", StringComparison.Ordinal)
+                    ? "Like forkd, only a lower-case http:// or https:// prefix makes a URL; write the scheme in lower case."
+                    : $"Pass -Hub <https://base-url> or set ${HubVariable}; or pass the pack's full URL with -Uri.",
             };
         }
 
-        var slug = new string(target.Select(c => char.IsLetterOrDigit(c) || c == '/' ? c : '-').ToArray());
+        var slug = HubSlug.FromTarget(target);
         var text = hubBase.TrimEnd('/') + "/" + slug + PackFormat.FileSuffix;
         if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
         {
@@ -86,13 +93,16 @@ public sealed class HubClient : IDisposable
         ArgumentNullException.ThrowIfNull(url);
         var shown = Redact(url);
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
-        using var response = await Send(request, shown, "GET", ct).ConfigureAwait(false);
+        using var watchdog = new TransferWatchdog(_timeouts, ct) { Phase = "connecting or waiting for the response headers" };
+        using var response = await Send(request, shown, "GET", watchdog, ct).ConfigureAwait(false);
         CheckStatus(response, shown, "GET");
         var length = response.Content.Headers.ContentLength;
-        var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
-        await using var guarded = new TransferGuardStream(body, shown, length);
-        // The import reads synchronously; closing the body is what unblocks a read from a stalled server on Ctrl+C.
-        await using var abort = ct.Register(body.Dispose);
+        var body = await response.Content.ReadAsStreamAsync(watchdog.Token).ConfigureAwait(false);
+        watchdog.Phase = "while downloading the pack";
+        watchdog.OnlyWhileReading = true;
+        await using var guarded = new TransferGuardStream(body, shown, length, null, watchdog, "GET");
+        // The import reads synchronously; closing the body is what unblocks a read from a stalled server (Ctrl+C or timeout).
+        await using var abort = watchdog.Token.Register(body.Dispose);
         return await Task.Factory.StartNew(() => installer.Import(guarded, shown, length, options, progress, ct),
             ct, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
     }
@@ -111,11 +121,12 @@ public sealed class HubClient : IDisposable
             var clock = Stopwatch.StartNew();
             var report = new ProgressThrottle(progress, "Uploading " + tag, pack.PackedBytes, clock);
             await using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-            await using var counted = new TransferGuardStream(stream, shown, pack.PackedBytes, report);
+            using var watchdog = new TransferWatchdog(_timeouts, ct) { Phase = "while uploading or waiting for the response" };
+            await using var counted = new TransferGuardStream(stream, shown, pack.PackedBytes, report, watchdog, "PUT");
             using var content = new StreamContent(counted, 256 * 1024);
             content.Headers.ContentLength = pack.PackedBytes;
             using var request = new HttpRequestMessage(HttpMethod.Put, url) { Content = content };
-            using var response = await Send(request, shown, "PUT", ct).ConfigureAwait(false);
+            using var response = await Send(request, shown, "PUT", watchdog, ct).ConfigureAwait(false);
             CheckStatus(response, shown, "PUT");
             report.Final();
             var seconds = Math.Max(clock.Elapsed.TotalSeconds, 0.001);
@@ -136,11 +147,24 @@ public sealed class HubClient : IDisposable
         }
     }
 
-    private async Task<HttpResponseMessage> Send(HttpRequestMessage request, string shown, string method, CancellationToken ct)
+    private async Task<HttpResponseMessage> Send(HttpRequestMessage request, string shown, string method, TransferWatchdog watchdog, CancellationToken ct)
     {
         try
         {
-            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
+            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, watchdog.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (watchdog.TimedOut && !ct.IsCancellationRequested)
+        {
+            throw watchdog.Timeout(method, shown, ex);
+        }
+        catch (Exception ex) when (!ct.IsCancellationRequested && (ex is OperationCanceledException || ex.InnerException is TimeoutException))
+        {
+            // SocketsHttpHandler.ConnectTimeout: the TCP or TLS handshake did not finish in time.
+            throw new ForkdException("HubTimeout", ForkdErrorKind.Timeout,
+                $"{method} {shown} timed out connecting ({_timeouts.Connect.TotalSeconds:0.#} s)", shown, ex)
+            {
+                Hint = "Check that the host is reachable from here; pass -TimeoutSec to wait longer.",
+            };
         }
         catch (HttpRequestException ex) when (!ct.IsCancellationRequested)
         {

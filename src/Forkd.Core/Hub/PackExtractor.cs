@@ -63,7 +63,7 @@ public static class PackExtractor
                 throw Integrity(sourceName, $"entry '{name}' is {entry.Size} bytes but the manifest declares {expected.Size}");
             }
 
-            var actual = WriteFile(tar, Path.Combine(directory, name), entry.Size, () => onCompressedBytes?.Invoke(zstd.CompressedBytesRead), ct);
+            var actual = WriteFile(tar, Path.Combine(directory, name), entry, () => onCompressedBytes?.Invoke(zstd.CompressedBytesRead), ct);
             if (!string.Equals(actual, expected.Sha256, StringComparison.Ordinal))
             {
                 throw Integrity(sourceName, $"{name} has sha256 {actual} but the manifest says {expected.Sha256}");
@@ -153,20 +153,67 @@ public static class PackExtractor
         return name.StartsWith("./", StringComparison.Ordinal) ? name[2..] : name;
     }
 
-    private static string WriteFile(TarReader tar, string path, long size, Action reportProgress, CancellationToken ct)
+    /// <summary>
+    /// Writes an entry's data where it belongs and returns the SHA-256 of the whole file. A sparse entry's
+    /// stored ranges go to their offsets and its holes stay holes (hashed as the zeros they read as); in
+    /// either kind, zero pages inside the data are skipped too.
+    /// </summary>
+    private static string WriteFile(TarReader tar, string path, TarEntryHeader entry, Action reportProgress, CancellationToken ct)
     {
         using var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
         using var hasher = new BackgroundHasher();
-        long offset = 0;
-        while (offset < size)
+        if (entry.Sparse is not { } map)
+        {
+            CopyRange(tar, handle, hasher, 0, entry.Size, reportProgress, ct);
+        }
+        else
+        {
+            long end = 0;
+            for (var i = 0; i < map.Count; i++)
+            {
+                var (offset, length) = map[i];
+                HashZeros(hasher, offset - end, ct);
+                CopyRange(tar, handle, hasher, offset, length, reportProgress, ct);
+                end = offset + length;
+            }
+
+            HashZeros(hasher, map.RealSize - end, ct);
+        }
+
+        RandomAccess.SetLength(handle, entry.Size); // trailing zero pages and holes stay holes
+        return hasher.Finish();
+    }
+
+    private static readonly byte[] Zeros = new byte[BufferSize];
+
+    private static void HashZeros(BackgroundHasher hasher, long count, CancellationToken ct)
+    {
+        while (count > 0)
+        {
+            ct.ThrowIfCancellationRequested();
+            var n = (int)Math.Min(count, Zeros.Length);
+            hasher.Add(Zeros, n, static _ => { }); // never written to, so shared by every queue entry
+            count -= n;
+        }
+    }
+
+    private static void CopyRange(TarReader tar, SafeFileHandle handle, BackgroundHasher hasher, long fileOffset, long length, Action reportProgress, CancellationToken ct)
+    {
+        long done = 0;
+        while (done < length)
         {
             ct.ThrowIfCancellationRequested();
             var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
             int n;
             try
             {
-                n = tar.Read(buffer.AsSpan(0, (int)Math.Min(BufferSize, size - offset)));
-                WriteSkippingZeroPages(handle, buffer.AsSpan(0, n), offset);
+                n = tar.Read(buffer.AsSpan(0, (int)Math.Min(BufferSize, length - done)));
+                if (n == 0)
+                {
+                    throw Error("PackSparseMapInvalid", "pack", "an entry's data ends before its sparse map does");
+                }
+
+                WriteSkippingZeroPages(handle, buffer.AsSpan(0, n), fileOffset + done);
             }
             catch
             {
@@ -175,12 +222,9 @@ public static class PackExtractor
             }
 
             hasher.Add(buffer, n, BackgroundHasher.ReturnToPool); // hashed on another core, then pooled again
-            offset += n;
+            done += n;
             reportProgress();
         }
-
-        RandomAccess.SetLength(handle, size); // trailing zero pages become a hole
-        return hasher.Finish();
     }
 
     private static void WriteSkippingZeroPages(SafeFileHandle handle, ReadOnlySpan<byte> data, long fileOffset)

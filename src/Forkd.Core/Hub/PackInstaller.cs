@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
+using Forkd.Core.Text;
 
 namespace Forkd.Core.Hub;
 
@@ -12,6 +13,18 @@ public sealed record ImportOptions
 
     /// <summary>Replace an existing snapshot of the same tag.</summary>
     public bool Force { get; init; }
+
+    /// <summary>
+    /// Host files for the snapshot's volumes, matched by guest path. A pack never decides which host file a
+    /// guest sees: volumes not bound here are imported unbound, and forking them fails with <c>VolumeUnbound</c>.
+    /// </summary>
+    public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
+
+    /// <summary>The largest total (sum of the manifest's file sizes) a pack may declare; see <see cref="DefaultMaxSize"/>.</summary>
+    public long MaxSize { get; init; } = DefaultMaxSize;
+
+    /// <summary>64 GiB: a memory image of the largest guest we would fork, with room for a root disk.</summary>
+    public const long DefaultMaxSize = 64L << 30;
 }
 
 /// <summary>
@@ -72,9 +85,10 @@ public sealed class PackInstaller
                 tag = options.Tag ?? ManifestTag(manifest.Tag, sourceName);
                 tagLock = TagLock.Acquire(_paths, tag, "Import-ForkdPack");
                 CheckReplaceable(tag, options.Force);
+                CheckSize(manifest, options.MaxSize, sourceName);
             }, report.Set, ct);
 
-            NormalizeMetadata(staging);
+            PrepareMetadata(staging, options.Volumes, sourceName);
             ct.ThrowIfCancellationRequested();
             Failpoints.Hit("pack.before-install");
             var installed = _store.Install(tagLock!, staging, options.Force);
@@ -116,21 +130,57 @@ public sealed class PackInstaller
         }
     }
 
-    private static void NormalizeMetadata(string staging)
+    /// <summary>
+    /// Before a byte is written: the declared total must fit the limit and the free space of the data dir's file
+    /// system. The extractor refuses any entry larger than declared, so nothing grows past this.
+    /// </summary>
+    private void CheckSize(PackManifest manifest, long maxSize, string source)
     {
-        var file = Path.Combine(staging, SnapshotFiles.Metadata);
-        if (!File.Exists(file))
+        var declared = manifest.Files.Sum(f => f.Size);
+        if (declared > maxSize)
         {
-            return;
+            throw new ForkdException("PackTooLarge", ForkdErrorKind.InvalidData,
+                $"pack {source} declares {ByteSize.Format(declared)}, more than the limit of {ByteSize.Format(maxSize)}", source)
+            {
+                Hint = "If you trust the pack and expect a snapshot that large, raise the limit with -MaxSize.",
+            };
         }
 
-        var original = File.ReadAllBytes(file);
-        var portable = PortableMetadata.MakePortable(original, file);
-        if (!ReferenceEquals(original, portable))
+        var free = new DriveInfo(_paths.StagingDirectory).AvailableFreeSpace;
+        if (declared > free)
         {
-            var temp = file + ".tmp";
-            File.WriteAllBytes(temp, portable);
-            File.Move(temp, file, overwrite: true);
+            throw new ForkdException("PackInsufficientSpace", ForkdErrorKind.Failed,
+                $"pack {source} declares {ByteSize.Format(declared)}, but the file system of {_paths.StagingDirectory} has {ByteSize.Format(free)} free", source)
+            {
+                Hint = "Free some space (Remove-ForkdSnapshot, Remove-ForkdStaleWorkDir) or use a data dir on a larger file system.",
+            };
         }
+    }
+
+    /// <summary>
+    /// Checks snapshot.json against the schema and the path rules, drops the packing host's volume paths (binding
+    /// the user's), and writes it back, all in staging: a pack that fails here never replaces anything.
+    /// </summary>
+    private static void PrepareMetadata(string staging, IReadOnlyList<VolumeSpec> bindings, string sourceName)
+    {
+        var file = Path.Combine(staging, SnapshotFiles.Metadata);
+        var source = $"{SnapshotFiles.Metadata} in {sourceName}";
+        var text = SnapshotMetadataSafety.ReadMetadataFile(file);
+        if (text is null)
+        {
+            if (bindings.Count > 0)
+            {
+                SnapshotMetadataSafety.PrepareImported(new System.Text.Json.Nodes.JsonObject(), bindings, source); // throws: no volumes to bind
+            }
+
+            return; // forkd's defaults: vmstate, memory.bin, no volumes
+        }
+
+        var root = SnapshotMetadataSchema.Validate(text, source);
+        SnapshotMetadataSafety.PrepareImported(root, bindings, source);
+        SnapshotMetadataSafety.CheckPaths(root, staging, SnapshotMetadataSafety.UnsafeInPack, source);
+        var temp = file + ".tmp";
+        File.WriteAllText(temp, root.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true, IndentSize = 2 }));
+        File.Move(temp, file, overwrite: true);
     }
 }

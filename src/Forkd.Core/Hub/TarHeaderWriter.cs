@@ -18,8 +18,12 @@ public enum TarEntryType
     Other,
 }
 
-/// <summary>One tar header, after GNU long-name and PAX records were applied.</summary>
-public sealed record TarEntryHeader(string Name, TarEntryType Type, char TypeFlag, long Size, string? LinkName);
+/// <summary>
+/// One tar header, after GNU long-name and PAX records were applied. For a GNU sparse entry (old GNU type
+/// <c>S</c>, or PAX 0.0/0.1/1.0) <see cref="Size"/> is the real size, <see cref="Sparse"/> says which ranges are
+/// stored, and the entry's data (what <see cref="TarReader.Read"/> returns) is those ranges back to back.
+/// </summary>
+public sealed record TarEntryHeader(string Name, TarEntryType Type, char TypeFlag, long Size, string? LinkName, TarSparseMap? Sparse = null);
 
 /// <summary>Writes the 512-byte GNU tar headers forkd's packs use (the Rust <c>tar</c> crate's <c>Header::new_gnu</c>).</summary>
 public static class TarHeaderWriter

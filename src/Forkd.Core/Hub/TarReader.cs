@@ -8,9 +8,12 @@ namespace Forkd.Core.Hub;
 /// an entry (a link, a device, a name with <c>..</c>, a size beyond what the manifest allows) without
 /// writing a byte; it never seeks and never reads past the entry it was told about.
 /// </summary>
-public sealed class TarReader
+public sealed partial class TarReader
 {
     private const int MaxMetaEntryBytes = 64 * 1024;
+
+    /// <summary>PAX sparse maps (0.0/0.1) live in the extended header: about 50 bytes a range.</summary>
+    private const int MaxPaxBytes = 64 * 1024 * 1024;
     private readonly Stream _stream;
     private readonly string _source;
     private readonly byte[] _block = new byte[TarHeaderWriter.BlockSize];
@@ -32,7 +35,7 @@ public sealed class TarReader
         SkipRest();
         string? longName = null;
         string? longLink = null;
-        Dictionary<string, string>? pax = null;
+        List<KeyValuePair<string, string>>? pax = null;
         while (true)
         {
             if (!ReadBlock(allowEof: true))
@@ -57,7 +60,7 @@ public sealed class TarReader
                     longLink = ReadMetaText(size).TrimEnd('\0');
                     continue;
                 case 'x':
-                    pax = ParsePax(ReadMetaText(size));
+                    pax = ParsePax(ReadMetaText(size, MaxPaxBytes));
                     continue;
                 case 'g':
                     _ = ReadMetaText(size); // global PAX defaults: nothing in them matters to a pack
@@ -66,19 +69,24 @@ public sealed class TarReader
 
             var name = longName ?? HeaderName();
             var link = longLink ?? CString(_block.AsSpan(157, 100));
+            TarSparseMap? sparse = null;
+            var mapInData = false;
+            if (flag == 'S')
+            {
+                sparse = ReadOldGnuSparseMap();
+            }
+
             if (pax is not null)
             {
-                if (pax.TryGetValue("path", out var p))
-                {
-                    name = p;
-                }
-
-                if (pax.TryGetValue("linkpath", out var lp))
+                string? Last(string key) => pax.LastOrDefault(r => r.Key == key).Value;
+                sparse ??= TarSparseMap.FromPax(pax, SparseInvalid, out mapInData);
+                name = (sparse is not null ? Last("GNU.sparse.name") : null) ?? Last("path") ?? name;
+                if (Last("linkpath") is { } lp)
                 {
                     link = lp;
                 }
 
-                if (pax.TryGetValue("size", out var ps))
+                if (Last("size") is { } ps)
                 {
                     size = long.TryParse(ps, NumberStyles.None, CultureInfo.InvariantCulture, out var v)
                         ? v
@@ -89,6 +97,22 @@ public sealed class TarReader
             _remaining = size;
             _padding = TarHeaderWriter.Padding(size);
             var type = Classify(flag);
+            if (sparse is not null)
+            {
+                if (type is not (TarEntryType.Regular or TarEntryType.Sparse))
+                {
+                    throw SparseInvalid($"a sparse map on an entry of type '{flag}'");
+                }
+
+                if (mapInData)
+                {
+                    ReadSparseMapFromData(sparse); // PAX 1.0: the map precedes the data, in whole blocks
+                }
+
+                sparse.RequireStored(_remaining);
+                return new TarEntryHeader(name, TarEntryType.Regular, flag, sparse.RealSize, null, sparse);
+            }
+
             return new TarEntryHeader(name, type, flag, size, string.IsNullOrEmpty(link) ? null : link);
         }
     }
@@ -133,9 +157,9 @@ public sealed class TarReader
         }
     }
 
-    private string ReadMetaText(long size)
+    private string ReadMetaText(long size, int limit = MaxMetaEntryBytes)
     {
-        if (size > MaxMetaEntryBytes)
+        if (size > limit)
         {
             throw Corrupt($"a tar metadata record of {size} bytes is larger than any pack needs");
         }
@@ -147,15 +171,16 @@ public sealed class TarReader
         return Encoding.UTF8.GetString(data);
     }
 
-    private Dictionary<string, string> ParsePax(string text)
+    /// <summary>PAX records in order (GNU sparse 0.0 repeats keys; for the others the last one counts).</summary>
+    private List<KeyValuePair<string, string>> ParsePax(string text)
     {
-        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        var result = new List<KeyValuePair<string, string>>();
         var pos = 0;
         while (pos < text.Length)
         {
             var space = text.IndexOf(' ', pos);
             if (space < 0 || !int.TryParse(text.AsSpan(pos, space - pos), NumberStyles.None, CultureInfo.InvariantCulture, out var len) ||
-                len <= space - pos || pos + len > text.Length)
+                len <= space - pos + 1 || pos + len > text.Length || text[pos + len - 1] != '\n')
             {
                 throw Corrupt("malformed PAX header");
             }
@@ -164,7 +189,7 @@ public sealed class TarReader
             var eq = record.IndexOf('=', StringComparison.Ordinal);
             if (eq > 0)
             {
-                result[record[..eq]] = record[(eq + 1)..];
+                result.Add(new(record[..eq], record[(eq + 1)..]));
             }
 
             pos += len;
@@ -315,6 +340,12 @@ public sealed class TarReader
         new("PackTruncated", ForkdErrorKind.InvalidData, $"pack {_source} is truncated: {detail}", _source)
         {
             Hint = "The download or copy was probably cut short; fetch the pack again.",
+        };
+
+    private ForkdException SparseInvalid(string detail) =>
+        new("PackSparseMapInvalid", ForkdErrorKind.InvalidData, $"pack {_source} has an unsafe sparse entry: {detail}", _source)
+        {
+            Hint = "Only import packs from sources you trust; a sparse map must list sorted, non-overlapping ranges inside the file.",
         };
 
     private ForkdException Corrupt(string detail) =>

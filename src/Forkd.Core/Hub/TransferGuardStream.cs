@@ -5,20 +5,30 @@ namespace Forkd.Core.Hub;
 /// that drops mid-body into a <c>HubDownloadInterrupted</c> error that says how far it got. Seekable when
 /// the inner stream is, so a redirected PUT can resend its body.
 /// </summary>
-internal sealed class TransferGuardStream(Stream inner, string shown, long? expected, ProgressThrottle? report = null) : Stream
+internal sealed class TransferGuardStream(Stream inner, string shown, long? expected, ProgressThrottle? report = null,
+    TransferWatchdog? watchdog = null, string method = "GET") : Stream
 {
     private long _count;
 
     public override int Read(Span<byte> buffer)
     {
         int n;
+        watchdog?.BeginRead();
         try
         {
             n = inner.Read(buffer);
         }
+        catch (Exception ex) when (watchdog?.TimedOut == true)
+        {
+            throw watchdog.Timeout(method, shown, ex); // the watchdog closed the body under this read
+        }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
             throw Interrupted(ex);
+        }
+        finally
+        {
+            watchdog?.EndRead();
         }
 
         return Counted(n);
@@ -29,13 +39,22 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         int n;
+        watchdog?.BeginRead();
         try
         {
             n = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception ex) when (watchdog?.TimedOut == true)
+        {
+            throw watchdog.Timeout(method, shown, ex);
+        }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
             throw Interrupted(ex);
+        }
+        finally
+        {
+            watchdog?.EndRead();
         }
 
         return Counted(n);
@@ -48,6 +67,12 @@ internal sealed class TransferGuardStream(Stream inner, string shown, long? expe
     {
         _count += n;
         report?.Set(_count);
+        watchdog?.Moved(n);
+        if (n == 0 && watchdog?.TimedOut == true)
+        {
+            throw watchdog.Timeout(method, shown, null);
+        }
+
         if (n == 0 && expected is { } total && _count < total)
         {
             throw Interrupted(null);

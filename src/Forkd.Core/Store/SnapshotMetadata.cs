@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 namespace Forkd.Core.Store;
 
 /// <summary>A volume attached to every child of a snapshot (forkd's <c>VolumeSpec</c>).</summary>
+/// <remarks>An empty <see cref="HostPath"/> is a volume imported from a pack and not bound on this host yet.</remarks>
 public sealed record VolumeSpec(
     [property: JsonPropertyName("host_path")] string HostPath,
     [property: JsonPropertyName("guest_path")] string GuestPath,
@@ -67,25 +68,49 @@ public sealed record SnapshotMetadata
 
     public string ToJson() => JsonSerializer.Serialize(this, Options);
 
-    public static SnapshotMetadata Parse(string json, string sourceForErrors)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<SnapshotMetadata>(json, Options)
-                   ?? throw new JsonException("null document");
-        }
-        catch (JsonException ex)
-        {
-            throw new ForkdException("SnapshotMetadataInvalid", ForkdErrorKind.InvalidData,
-                $"cannot parse {sourceForErrors}: {ex.Message}", sourceForErrors, ex);
-        }
-    }
+    /// <summary>
+    /// Parses <c>snapshot.json</c> after checking it against <see cref="SnapshotMetadataSchema"/>; any problem is a
+    /// <see cref="ForkdException"/> (<c>SnapshotMetadataInvalid</c>, naming the field), never a raw JSON error.
+    /// </summary>
+    public static SnapshotMetadata Parse(string json, string sourceForErrors) =>
+        FromValidated(SnapshotMetadataSchema.Validate(json, sourceForErrors), sourceForErrors);
 
-    /// <summary>Reads <c>snapshot.json</c>, or synthesises forkd's defaults when it is absent.</summary>
+    /// <summary>
+    /// Reads <c>snapshot.json</c>, or synthesises forkd's defaults when it is absent. The file is checked like an
+    /// imported one (schema, then every file it names must lie in <paramref name="snapshotDirectory"/>), because a
+    /// snapshot directory may have been copied in by hand: <c>SnapshotMetadataInvalid</c> or
+    /// <c>SnapshotMetadataUnsafe</c>, for the store to report per snapshot.
+    /// </summary>
     public static SnapshotMetadata Load(string snapshotDirectory)
     {
         var file = Path.Combine(snapshotDirectory, SnapshotFiles.Metadata);
-        return File.Exists(file) ? Parse(File.ReadAllText(file), file) : new SnapshotMetadata();
+        var text = SnapshotMetadataSafety.ReadMetadataFile(file);
+        if (text is null)
+        {
+            return new SnapshotMetadata();
+        }
+
+        var root = SnapshotMetadataSchema.Validate(text, file);
+        SnapshotMetadataSafety.CheckPaths(root, snapshotDirectory, SnapshotMetadataSafety.UnsafeInStore, file);
+        return FromValidated(root, file);
+    }
+
+    private static SnapshotMetadata FromValidated(JsonObject root, string source)
+    {
+        foreach (var volume in (root["volumes"] as JsonArray ?? []).OfType<JsonObject>())
+        {
+            volume["host_path"] ??= ""; // dropped at import: unbound until the user binds it
+        }
+
+        try
+        {
+            return root.Deserialize<SnapshotMetadata>(Options) ?? throw new JsonException("null document");
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or NotSupportedException)
+        {
+            throw new ForkdException("SnapshotMetadataInvalid", ForkdErrorKind.InvalidData,
+                $"cannot read {source}: {ex.Message}", source, ex);
+        }
     }
 
     /// <summary>Writes atomically (temp file + rename) so a crash never leaves half a metadata file.</summary>

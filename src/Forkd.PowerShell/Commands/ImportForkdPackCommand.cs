@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using Forkd.Core;
+using Forkd.Core.Engine;
 using Forkd.Core.Hub;
 using Forkd.Core.Store;
 
@@ -59,6 +60,21 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
         }
     }
 
+    /// <summary>Host files for the snapshot's volumes, as <c>HOST:GUEST[:ro]</c>; a pack never chooses them.</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public string[] Volume { get; set; } = [];
+
+    /// <summary>Largest total a pack may declare, in bytes (64 GiB by default).</summary>
+    [Parameter]
+    [ValidateRange(1, long.MaxValue)]
+    public long MaxSize { get; set; } = ImportOptions.DefaultMaxSize;
+
+    /// <summary>Seconds a download may stall (connect, headers, or under 1 KiB moving) before HubTimeout.</summary>
+    [Parameter(ParameterSetName = UriSet)]
+    [ValidateRange(1, 86400)]
+    public double TimeoutSec { get; set; } = HubTimeouts.DefaultIdle.TotalSeconds;
+
     protected override void ProcessRecord()
     {
         if (AsJob)
@@ -90,7 +106,12 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
         try
         {
             var installer = Engine.Packs;
-            var options = new ImportOptions { Tag = Tag, Force = Force };
+            var volumes = Volumes.Validate([.. Volume.Select(v =>
+            {
+                var parsed = Volumes.Parse(v);
+                return parsed with { HostPath = GetUnresolvedProviderPathFromPSPath(parsed.HostPath) };
+            })]);
+            var options = new ImportOptions { Tag = Tag, Force = Force, Volumes = volumes, MaxSize = MaxSize };
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";
             SnapshotInfo snapshot;
@@ -102,7 +123,8 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
                     return;
                 }
 
-                using var client = new HubClient();
+                var timeouts = MyInvocation.BoundParameters.ContainsKey(nameof(TimeoutSec)) ? HubTimeouts.FromSeconds(TimeoutSec) : new HubTimeouts();
+                using var client = new HubClient(timeouts);
                 snapshot = RunEngine(call => client.PullAsync(installer, url, options, call.PackProgress(2), call.CancellationToken));
             }
             else
@@ -117,7 +139,11 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
 
             foreach (var volume in snapshot.Metadata.Volumes)
             {
-                if (!File.Exists(volume.HostPath) && !Directory.Exists(volume.HostPath))
+                if (string.IsNullOrEmpty(volume.HostPath))
+                {
+                    WriteWarning($"snapshot '{snapshot.Tag}' mounts a volume at {volume.GuestPath} that is not bound on this host; forks fail with VolumeUnbound until you import it again with -Force -Volume <host-file>:{volume.GuestPath}");
+                }
+                else if (!File.Exists(volume.HostPath) && !Directory.Exists(volume.HostPath))
                 {
                     WriteWarning($"snapshot '{snapshot.Tag}' mounts {volume.HostPath} at {volume.GuestPath}, which does not exist on this host; children need it there");
                 }

@@ -44,6 +44,11 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
         }
     }
 
+    /// <summary>Seconds the upload may stall (connect, or under 1 KiB moving, or no reply) before HubTimeout.</summary>
+    [Parameter]
+    [ValidateRange(1, 86400)]
+    public double TimeoutSec { get; set; } = HubTimeouts.DefaultIdle.TotalSeconds;
+
     protected override void ProcessRecord()
     {
         if (AsJob)
@@ -71,7 +76,7 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
 
         try
         {
-            using var client = new HubClient();
+            using var client = new HubClient(MyInvocation.BoundParameters.ContainsKey(nameof(TimeoutSec)) ? HubTimeouts.FromSeconds(TimeoutSec) : new HubTimeouts());
             var options = new PackOptions { Description = Description, BaseImage = BaseImage, CompressionLevel = CompressionLevel };
             var result = RunEngine(call => client.PublishAsync(Paths, Tag, url, options, call.PackProgress(3), call.CancellationToken));
             WriteVerbose($"pushed {result.BytesSent} bytes in {result.UploadDuration.TotalSeconds:F1}s ({result.MiBPerSecond:F1} MiB/s)");

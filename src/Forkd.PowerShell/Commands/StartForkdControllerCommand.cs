@@ -13,7 +13,7 @@ namespace Forkd.PowerShell.Commands;
 /// Microsoft.AspNetCore.App shared framework, which pwsh does not load); this cmdlet starts it, relays its
 /// output and stops it with SIGTERM, which drains the requests in flight. Children stay running in the registry.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Start, "ForkdController", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Start, "ForkdController", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Start-ForkdController.md")]
 [OutputType(typeof(void))]
 public sealed class StartForkdControllerCommand : ForkdCmdlet
 {

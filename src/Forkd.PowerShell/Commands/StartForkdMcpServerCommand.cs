@@ -9,7 +9,7 @@ namespace Forkd.PowerShell.Commands;
 /// or Ctrl+C. For an MCP client's configuration: <c>pwsh -NoProfile -Command "Import-Module Forkd; Start-ForkdMcpServer"</c>.
 /// The HTTP transport is served by Start-ForkdController at /mcp.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Start, "ForkdMcpServer", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Start, "ForkdMcpServer", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Start-ForkdMcpServer.md")]
 [OutputType(typeof(void))]
 public sealed class StartForkdMcpServerCommand : ForkdCmdlet
 {

@@ -7,6 +7,22 @@ using System.Text;
 
 namespace Forkd.Core.Tests.Hub;
 
+/// <summary>Ways to be slow on purpose.</summary>
+public enum Stall
+{
+    /// <summary>Accept, read the request, never answer.</summary>
+    BeforeHeaders,
+
+    /// <summary>Send the headers and half the body, then nothing (connection kept open).</summary>
+    AfterHeaders,
+
+    /// <summary>Send the headers, then one byte a second.</summary>
+    Drip,
+
+    /// <summary>PUT: read the headers, never read the body, never answer.</summary>
+    NeverReadBody,
+}
+
 /// <summary>What the server saw of one PUT.</summary>
 public sealed record ReceivedUpload(string Path, long? ContentLength, bool HasContentType, bool Chunked, long BodyBytes, string Sha256, byte[] Body);
 
@@ -39,6 +55,8 @@ public sealed class TestHttpServer : IDisposable
     public ConcurrentDictionary<string, bool> Drops { get; } = new();
 
     public ConcurrentQueue<ReceivedUpload> Uploads { get; } = new();
+
+    public ConcurrentDictionary<string, Stall> Stalls { get; } = new();
 
     public Uri Url(string path) => new($"http://127.0.0.1:{Port}{path}");
 
@@ -81,8 +99,20 @@ public sealed class TestHttpServer : IDisposable
                     return;
                 }
 
+                if (Stalls.TryGetValue(route, out var stall))
+                {
+                    await StallOn(stream, stall, route, headers);
+                    return;
+                }
+
                 if (Statuses.TryGetValue(route, out var status))
                 {
+                    if (method == "PUT")
+                    {
+                        // Read the body first: answering mid-upload makes the client see a reset, not the status.
+                        await ReadBody(stream, headers, int.MaxValue);
+                    }
+
                     var reason = status == 403 ? "Forbidden" : status == 404 ? "Not Found" : "Error";
                     var body = status == 403 ? "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>" : "nope";
                     await Write(stream, $"HTTP/1.1 {status} {reason}\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}");
@@ -131,6 +161,51 @@ public sealed class TestHttpServer : IDisposable
             catch (SocketException)
             {
             }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            {
+            }
+        }
+    }
+
+    private async Task StallOn(NetworkStream stream, Stall stall, string route, Dictionary<string, string> headers)
+    {
+        var file = Files.TryGetValue(route, out var f) ? f : new byte[1 << 20];
+        switch (stall)
+        {
+            case Stall.BeforeHeaders or Stall.NeverReadBody:
+                break;
+            case Stall.AfterHeaders:
+                await Write(stream, $"HTTP/1.1 200 OK\r\nContent-Length: {file.Length}\r\nConnection: close\r\n\r\n");
+                await stream.WriteAsync(file.AsMemory(0, file.Length / 2));
+                await stream.FlushAsync();
+                break;
+            case Stall.Drip:
+                await Write(stream, $"HTTP/1.1 200 OK\r\nContent-Length: {file.Length}\r\nConnection: close\r\n\r\n");
+                for (var i = 0; i < file.Length && !_stop.IsCancellationRequested; i++)
+                {
+                    await stream.WriteAsync(file.AsMemory(i, 1));
+                    await Task.Delay(1000, _stop.Token);
+                }
+
+                return;
+        }
+
+        _ = headers;
+        // Hold the connection open until the client gives up (or the server is disposed).
+        var one = new byte[1];
+        try
+        {
+            while (stall != Stall.NeverReadBody && await stream.ReadAsync(one, _stop.Token) > 0)
+            {
+            }
+
+            if (stall == Stall.NeverReadBody)
+            {
+                await Task.Delay(Timeout.Infinite, _stop.Token);
+            }
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
