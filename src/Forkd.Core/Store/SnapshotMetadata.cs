@@ -85,16 +85,15 @@ public sealed record SnapshotMetadata
     public static SnapshotMetadata Load(string snapshotDirectory)
     {
         var file = Path.Combine(snapshotDirectory, SnapshotFiles.Metadata);
-        return File.Exists(file) ? Parse(File.ReadAllText(file), file) : new SnapshotMetadata();
+        // Never through a link: a planted snapshot.json -> /elsewhere is refused, not read.
+        return Host.SafeFile.ReadDataFile(file, "SnapshotMetadataInvalid") is { } json ? Parse(json, file) : new SnapshotMetadata();
     }
 
     /// <summary>Writes atomically (temp file + rename) so a crash never leaves half a metadata file.</summary>
     public void Save(string snapshotDirectory)
     {
         var file = Path.Combine(snapshotDirectory, SnapshotFiles.Metadata);
-        var temp = file + ".tmp";
-        File.WriteAllText(temp, ToJson());
-        File.Move(temp, file, overwrite: true);
+        Host.SafeFile.WriteAtomicNoFollow(file, ToJson()); // unique temp name, never written through a link
     }
 
     /// <summary>The memory image's real path: relative names and foreign absolute paths both resolve inside the directory.</summary>

@@ -4,7 +4,10 @@ using Forkd.Core.Engine;
 
 namespace Forkd.PowerShell.Commands;
 
-/// <summary>Ends children and removes everything they had: process, sockets, work dir, cgroup, registry entry.</summary>
+/// <summary>
+/// Ends children (recorded or orphaned) and removes everything they had: process, sockets, work dir, cgroup,
+/// registry entry. A pid is signalled only when it is provably the child's VMM; only a real work dir is deleted.
+/// </summary>
 [Cmdlet(VerbsLifecycle.Stop, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(void))]
 public sealed class StopForkdChildCommand : ForkdCmdlet
@@ -32,8 +35,14 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
 
             try
             {
-                ChildStopper.StopAsync(registry, child).GetAwaiter().GetResult();
-                WriteVerbose($"stopped {child.Id}; removed {child.WorkDirectory}{(child.CgroupPath is null ? "" : " and " + child.CgroupPath)}");
+                var result = ChildStopper.StopAsync(registry, child).GetAwaiter().GetResult();
+                foreach (var skipped in result.Skipped)
+                {
+                    WriteWarning($"{child.Id}: {skipped}");
+                }
+
+                WriteVerbose($"stopped {child.Id}{(result.Signalled ? $" (killed pid {child.ProcessId})" : "")}" +
+                             $"{(result.RemovedWorkDirectory ? "; removed " + child.WorkDirectory : "")}");
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {

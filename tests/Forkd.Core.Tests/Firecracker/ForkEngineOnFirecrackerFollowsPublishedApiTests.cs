@@ -38,7 +38,7 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
     public async Task Snapshot_fork_eval_and_stop_run_on_Firecracker_with_only_valid_calls()
     {
         var backend = new FirecrackerBackend(_fc.Binary);
-        var registry = new ChildRegistry(_paths);
+        var registry = new ChildRegistry(_paths, isVmmExecutable: FakeFirecracker.IsItsExecutable);
         var builder = new SnapshotBuilder(_paths, backend, registry,
             (_, _, _) => Task.FromResult(new AcceleratorChoice(Accelerator.Kvm, "Firecracker runs on KVM only")));
 
@@ -97,7 +97,7 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
         Skip.If(ChildNetworks.ListNamespaces().Any(ChildNetworks.IsOurNamespace), "forkd child namespaces already exist on this host; not touching them");
         var forward = File.ReadAllText("/proc/sys/net/ipv4/ip_forward");
         var backend = new FirecrackerBackend(_fc.Binary);
-        var registry = new ChildRegistry(_paths);
+        var registry = new ChildRegistry(_paths, isVmmExecutable: FakeFirecracker.IsItsExecutable);
         IReadOnlyList<ForkOutcome> outcomes = [];
         try
         {
