@@ -59,7 +59,15 @@ public sealed partial class ChildRegistry
         SafeFile.WriteAtomicNoFollow(FileOf(child.Id), JsonSerializer.Serialize(child with { State = ChildState.Running }, Options));
     }
 
-    public void Delete(string id) => File.Delete(FileOf(id));
+    /// <summary>Removes a record; a missing one (an orphan never had one) is fine.</summary>
+    public void Delete(string id)
+    {
+        var file = FileOf(id);
+        if (System.IO.Directory.Exists(Directory))
+        {
+            File.Delete(file);
+        }
+    }
 
     /// <summary>
     /// All recorded children, oldest first, each with its current <see cref="ForkdChild.State"/>, then every orphaned

@@ -5,11 +5,11 @@ namespace Forkd.Core.Tests.Engine;
 /// <summary>A real, idle QEMU (no guest: <c>-machine none -S</c>) whose command line names a work dir, as a child's VMM does.</summary>
 internal static class RealVmm
 {
-    public static Process Start(string workDir)
+    public static Process Start(string workDir, params string[] extra)
     {
         var qemu = Process.Start(new ProcessStartInfo("qemu-system-x86_64",
             ["-machine", "none", "-S", "-nodefaults", "-display", "none", "-name", Path.GetFileName(workDir),
-             "-qmp", $"unix:{workDir}/qmp.sock,server=on,wait=off"])
+             "-qmp", $"unix:{workDir}/qmp.sock,server=on,wait=off", .. extra])
         {
             RedirectStandardError = true,
         })!;
