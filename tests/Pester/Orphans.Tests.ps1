@@ -27,6 +27,12 @@ Describe 'Orphaned children after the forking pwsh is killed' -Tag Orphans {
             }
         }
 
+        # A killed daemonized VMM stays a zombie until init reaps it: alive means running, not a zombie.
+        function Test-Alive([int] $ProcessId) {
+            $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction SilentlyContinue
+            $stat -and $stat.Substring($stat.LastIndexOf(')') + 2, 1) -notin 'Z', 'X'
+        }
+
         function Wait-Until([scriptblock] $Condition, [int] $Seconds, [string] $What) {
             $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
             while (-not (& $Condition)) {
@@ -101,11 +107,11 @@ Describe 'Orphaned children after the forking pwsh is killed' -Tag Orphans {
         $recorded = @(Get-ForkdChild | Where-Object State -eq 'Running')
         $swept = @(Remove-ForkdStaleWorkDir -Confirm:$false)
         foreach ($o in $orphans) {
-            Test-Path "/proc/$($o.ProcessId)" | Should -BeFalse
+            Test-Alive $o.ProcessId | Should -BeFalse
             Test-Path $o.WorkDirectory | Should -BeFalse
             ($swept | Where-Object Path -eq $o.WorkDirectory).Action | Should -Be 'Removed'
         }
-        foreach ($r in $recorded) { Test-Path "/proc/$($r.ProcessId)" | Should -BeTrue }
+        foreach ($r in $recorded) { Test-Alive $r.ProcessId | Should -BeTrue }
         Assert-AllListedAndStoppable | Out-Null
     }
 
