@@ -110,7 +110,9 @@ public sealed partial class ChildRegistry
 
         foreach (var dir in pidDirs)
         {
+            // Cheap filter first: only a command line that mentions the path at all gets the full proof.
             if (int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) &&
+                ProcessControl.CommandLine(pid, ProcRoot) is { } argv && argv.Any(a => a.Contains(workDirectory, StringComparison.Ordinal)) &&
                 IsOurProcess(pid, workDirectory))
             {
                 result.Add(pid);
