@@ -107,6 +107,13 @@ public static class WorkDirectories
         return path;
     }
 
+    /// <summary>The pid of the process that created a work dir, from its name (<c>…-&lt;pid&gt;-&lt;random&gt;</c>), or null.</summary>
+    public static int? CreatorPid(string name)
+    {
+        var parts = name.Split('-');
+        return parts.Length >= 3 && int.TryParse(parts[^2], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0 ? pid : null;
+    }
+
     /// <summary>
     /// True when <paramref name="path"/> is named like a work dir of one of <paramref name="kinds"/> and sits directly
     /// in its root (the configured path or its canonical form). An empty, relative or short path never matches.
@@ -142,14 +149,6 @@ public static class WorkDirectories
         var given = Path.TrimEndingDirectorySeparator(Path.GetFullPath(RootPath(paths, root)));
         var canonical = DirectoryHandle.TryCanonical(given);
         return canonical is null || canonical == given ? [given] : [given, canonical];
-    }
-
-    /// <summary>The pid of the process that created a work dir (<c>...-&lt;pid&gt;-&lt;8 hex&gt;</c>), or null.</summary>
-    public static int? CreatorPid(string name)
-    {
-        var parts = name.Split('-');
-        return parts.Length >= 4 && parts[^1].Length == 8 &&
-               int.TryParse(parts[^2], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : null;
     }
 
     /// <summary>The label part (usually the tag) of <c>&lt;prefix&gt;&lt;label&gt;-&lt;pid&gt;[-&lt;8 hex&gt;]</c>, or null when it is not one.</summary>
