@@ -83,4 +83,24 @@ Describe 'Remove-ForkdStaleWorkDir' -Tag Store {
         $r.Action | Should -Be 'Removed'
         Test-Path $staged | Should -BeFalse
     }
+
+    It 'leaves another user''s work dir alone and says why' {
+        $theirs = New-Item -ItemType Directory -Path (Join-Path $env:TMPDIR 'forkd-fork-theirs-333-0badf00d')
+        Set-Content (Join-Path $theirs 'their.log') 'x'
+        & chown -R nobody $theirs.FullName
+        $r = Remove-ForkdStaleWorkDir -Confirm:$false | Where-Object Path -eq $theirs.FullName
+        $r.Action | Should -Be 'Refused'
+        $r.Reason | Should -Match 'uid'
+        Test-Path (Join-Path $theirs 'their.log') | Should -BeTrue
+    }
+
+    It 'restores the only complete copy of a snapshot instead of deleting it' {
+        $old = New-Item -ItemType Directory -Force -Path (Join-Path $env:FORKD_DATA_DIR 'staging/forkd-remove-keep-444-0c0ffee0/snapshot')
+        Set-Content (Join-Path $old 'snapshot.json') '{ "backend": "qemu", "memory_mib": 256 }'
+        Set-Content (Join-Path $old 'vmstate') 'state'
+        Set-Content (Join-Path $old 'memory.bin') 'memory'
+        $r = Remove-ForkdStaleWorkDir -Kind Remove -Confirm:$false
+        $r.Action | Should -Be 'Restored'
+        (Get-ForkdSnapshot -Tag keep).IsComplete | Should -BeTrue
+    }
 }

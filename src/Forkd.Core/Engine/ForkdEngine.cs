@@ -14,10 +14,11 @@ namespace Forkd.Core.Engine;
 /// </summary>
 public sealed class ForkdEngine
 {
-    public ForkdEngine(ForkdPaths paths, BackendCatalog? backends = null)
+    /// <param name="children">The child registry; tests pass one that accepts a stand-in VMM executable.</param>
+    public ForkdEngine(ForkdPaths paths, BackendCatalog? backends = null, ChildRegistry? children = null)
     {
         Paths = paths ?? throw new ArgumentNullException(nameof(paths));
-        Store = new SnapshotStore(paths);
+        Store = new SnapshotStore(paths, children);
         Backends = backends ?? BackendCatalog.CreateDefault(paths);
         Recipes = new RecipeImages(paths);
     }
@@ -54,7 +55,7 @@ public sealed class ForkdEngine
         Forker.ForkAsync(request, progress, cancellationToken);
 
     /// <summary>Ends a child: its VMM, work dir, cgroup and registry record.</summary>
-    public Task StopChildAsync(ForkdChild child) => ChildStopper.StopAsync(Children, child);
+    public Task<ChildStopResult> StopChildAsync(ForkdChild child) => ChildStopper.StopAsync(Children, child);
 
     public PackInstaller Packs => new(Store);
 

@@ -27,7 +27,9 @@ public static class OrphanParents
             }
 
             var argv = ProcessControl.CommandLine(pid, procRoot);
-            if (argv is null || argv.Count == 0 || !Path.GetFileName(argv[0]).StartsWith("qemu-system", StringComparison.Ordinal))
+            // argv[0] is whatever the process chose (exec -a): the executable and owner must be QEMU's and ours.
+            if (argv is null || argv.Count == 0 || ProcessControl.Executable(pid, procRoot) is not { } exe ||
+                !ChildRegistry.IsKnownVmmExecutable(exe) || ProcessControl.Uid(pid, procRoot) != NativeFile.EffectiveUid)
             {
                 continue;
             }

@@ -41,6 +41,65 @@ public static class ProcessControl
         }
     }
 
+    /// <summary>
+    /// The process's start time in clock ticks since boot (field 22 of <c>/proc/&lt;pid&gt;/stat</c>), or null
+    /// when it is gone. With the pid it names one process for good: a recycled pid has a later start time.
+    /// </summary>
+    public static long? StartTicks(int pid, string procRoot = "/proc")
+    {
+        if (pid <= 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var stat = File.ReadAllText(Path.Combine(procRoot, pid.ToString(CultureInfo.InvariantCulture), "stat"));
+            // Fields after "(comm)" start at field 3 (state); starttime is field 22, so index 19 of the rest.
+            var rest = stat[(stat.LastIndexOf(')') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return rest.Length > 19 && long.TryParse(rest[19], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks) ? ticks : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The file the process runs (<c>/proc/&lt;pid&gt;/exe</c>), or null when it is gone or hidden.</summary>
+    public static string? Executable(int pid, string procRoot = "/proc")
+    {
+        try
+        {
+            var target = new FileInfo(Path.Combine(procRoot, pid.ToString(CultureInfo.InvariantCulture), "exe")).LinkTarget;
+            return target is null ? null : target.EndsWith(" (deleted)", StringComparison.Ordinal) ? target[..^10] : target;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The real uid of a process (<c>Uid:</c> in <c>/proc/&lt;pid&gt;/status</c>), or null.</summary>
+    public static long? Uid(int pid, string procRoot = "/proc")
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(Path.Combine(procRoot, pid.ToString(CultureInfo.InvariantCulture), "status")))
+            {
+                if (line.StartsWith("Uid:", StringComparison.Ordinal))
+                {
+                    var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                    return parts.Length > 1 && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return null;
+    }
+
     /// <summary>SIGKILLs a process and waits (up to <paramref name="timeout"/>) until it is gone or a zombie.</summary>
     public static async Task KillAndWaitAsync(int pid, TimeSpan timeout)
     {

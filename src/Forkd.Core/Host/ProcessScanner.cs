@@ -57,7 +57,7 @@ public sealed class ProcessScanner
         return new ProcessHoldings(holdings, unreadable, null);
     }
 
-    private static bool AddFds(string dir, int pid, Dictionary<string, string> socketPaths, List<(string, int)> holdings)
+    private static bool AddFds(string dir, int pid, Dictionary<string, string[]> socketPaths, List<(string, int)> holdings)
     {
         IEnumerable<string> fds;
         try
@@ -80,9 +80,9 @@ public sealed class ProcessScanner
             if (target.StartsWith("socket:[", StringComparison.Ordinal) && target.EndsWith(']'))
             {
                 var inode = target[8..^1];
-                if (socketPaths.TryGetValue(inode, out var sockPath))
+                if (socketPaths.TryGetValue(inode, out var sockPaths))
                 {
-                    holdings.Add((sockPath, pid));
+                    holdings.AddRange(sockPaths.Select(p => (p, pid)));
                 }
             }
             else if (target.StartsWith('/'))
@@ -121,9 +121,12 @@ public sealed class ProcessScanner
         }
     }
 
-    private Dictionary<string, string> ReadUnixSocketPaths()
+    // /proc/net/unix shows a socket's path as given to bind(), which may run through a symlink (TMPDIR=/link):
+    // each is also resolved through its directory, so liveness compares canonical paths like every other holding.
+    private Dictionary<string, string[]> ReadUnixSocketPaths()
     {
-        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        var map = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        var canonicalDirs = new Dictionary<string, string?>(StringComparer.Ordinal);
         try
         {
             // Num RefCount Protocol Flags Type St Inode Path
@@ -132,7 +135,15 @@ public sealed class ProcessScanner
                 var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 if (parts.Length >= 8 && parts[7].StartsWith('/'))
                 {
-                    map[parts[6]] = parts[7];
+                    var dir = Path.GetDirectoryName(parts[7]) ?? "/";
+                    if (!canonicalDirs.TryGetValue(dir, out var canonical))
+                    {
+                        canonical = DirectoryHandle.TryCanonical(dir);
+                        canonicalDirs[dir] = canonical;
+                    }
+
+                    var resolved = canonical is null ? null : Path.Combine(canonical, Path.GetFileName(parts[7]));
+                    map[parts[6]] = resolved is null || resolved == parts[7] ? [parts[7]] : [parts[7], resolved];
                 }
             }
         }

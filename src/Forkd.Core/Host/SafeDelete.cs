@@ -1,46 +1,98 @@
 namespace Forkd.Core.Host;
 
 /// <summary>
-/// Recursive delete that never follows a symbolic link: a link is removed as a link, so a link
-/// planted inside a work dir can never lead the delete outside it.
+/// Recursive delete that cannot be redirected: every entry is removed relative to an open handle on its
+/// directory (<c>openat</c>/<c>unlinkat</c>, links never followed), a link is removed as a link, and the walk
+/// never crosses into another file system (a mount point is left alone and reported). Swapping a directory
+/// for a symlink mid-delete therefore only makes us unlink that symlink.
 /// </summary>
 public static class SafeDelete
 {
+    private const int Attempts = 5;
+
     /// <summary>Deletes a file, link or directory tree. Missing paths are fine.</summary>
     public static void Delete(string path)
     {
-        var info = new FileInfo(path);
-        if (info.LinkTarget is not null)
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        var parent = Path.GetDirectoryName(full);
+        var name = Path.GetFileName(full);
+        if (parent is null || name.Length == 0)
         {
-            info.Delete(); // unlinks the link itself
+            throw new IOException($"refusing to delete the root directory '{full}'");
+        }
+
+        DirectoryHandle parentHandle;
+        try
+        {
+            parentHandle = DirectoryHandle.Open(parent);
+        }
+        catch (IOException) when (!Directory.Exists(parent))
+        {
             return;
         }
 
-        if (Directory.Exists(path))
+        using (parentHandle)
         {
-            DeleteTree(new DirectoryInfo(path));
-        }
-        else if (info.Exists)
-        {
-            info.Delete();
+            DeleteEntry(parentHandle, name);
         }
     }
 
-    private static void DeleteTree(DirectoryInfo dir)
+    /// <summary>Deletes the entry <paramref name="name"/> of an open directory, and everything below it.</summary>
+    public static void DeleteEntry(DirectoryHandle parent, string name)
     {
-        foreach (var entry in dir.EnumerateFileSystemInfos())
+        ArgumentNullException.ThrowIfNull(parent);
+        for (var attempt = 1; ; attempt++)
         {
-            if (entry.LinkTarget is not null || entry is FileInfo)
+            if (attempt > Attempts * 10)
             {
-                entry.Delete();
+                throw new IOException($"'{name}' keeps changing while it is deleted; giving up");
             }
-            else if (entry is DirectoryInfo sub)
+
+            var facts = parent.Stat(name);
+            if (facts is null)
             {
-                DeleteTree(sub);
+                return;
+            }
+
+            if (!facts.Value.IsDirectory)
+            {
+                parent.Unlink(name, directory: false);
+                return;
+            }
+
+            using (var dir = parent.OpenChild(name))
+            {
+                if (dir is null)
+                {
+                    continue; // swapped for a link or file since the stat: look again, unlink that
+                }
+
+                if (dir.Facts.Device != parent.Facts.Device)
+                {
+                    throw new IOException($"'{name}' is a mount point; not descending into another file system");
+                }
+
+                RemoveChildren(dir);
+            }
+
+            try
+            {
+                parent.Unlink(name, directory: true);
+                return;
+            }
+            catch (IOException) when (attempt < Attempts)
+            {
+                // Refilled while we emptied it: go round again.
             }
         }
+    }
 
-        dir.Delete(recursive: false);
+    private static void RemoveChildren(DirectoryHandle dir)
+    {
+        foreach (var name in dir.Names())
+        {
+            DeleteEntry(dir, name);
+        }
     }
 
     /// <summary>Apparent size of the regular files in a tree, not following links.</summary>

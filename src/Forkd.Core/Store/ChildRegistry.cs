@@ -1,69 +1,87 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Forkd.Core.Host;
-using Forkd.Core.Store;
 
 namespace Forkd.Core.Store;
 
 /// <summary>
 /// Children outlive the cmdlet that forked them: each is recorded as <c>&lt;data&gt;/children/&lt;id&gt;.json</c>
-/// (written atomically), so any later session can list and stop them. A record's child counts as
-/// running only while its pid is alive AND that process's command line still names the child's work
-/// dir — a recycled pid belonging to something else reads as exited, and is never signalled.
+/// (written atomically, never through a link), so any later session can list and stop them. A record is
+/// data, not proof: its child counts as running only while a process with the recorded pid AND start
+/// time runs a VMM executable, as the current user, with the child's work dir (a real work-dir name under
+/// our temp root) as a whole component of its command line. A VMM that names one of our work dirs but no
+/// record is listed as <see cref="ChildState.Orphaned"/> (see ChildRegistry.Orphans.cs).
 /// </summary>
-public sealed class ChildRegistry
+public sealed partial class ChildRegistry
 {
     private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
 
-    public ChildRegistry(ForkdPaths paths, string procRoot = "/proc")
+    // A temp file whose name carries no writer pid (older releases) is abandoned after this long.
+    private static readonly TimeSpan UnnamedTempAge = TimeSpan.FromMinutes(1);
+
+    public ChildRegistry(ForkdPaths paths, string procRoot = "/proc", Func<string, bool>? isVmmExecutable = null)
     {
         Paths = paths ?? throw new ArgumentNullException(nameof(paths));
         ProcRoot = procRoot;
+        IsVmmExecutable = isVmmExecutable ?? IsKnownVmmExecutable;
     }
 
     public ForkdPaths Paths { get; }
 
     public string ProcRoot { get; }
 
+    /// <summary>Which executables (<c>/proc/&lt;pid&gt;/exe</c>) may be signalled as a child's VMM: QEMU and Firecracker unless told otherwise.</summary>
+    public Func<string, bool> IsVmmExecutable { get; }
+
     public string Directory => Paths.ChildrenDirectory;
 
     /// <summary>A fresh id <c>&lt;tag&gt;-&lt;8 hex&gt;</c>.</summary>
     public static string NewId(string tag) => $"{TagRule.Validate(tag)}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
 
+    /// <summary>
+    /// Writes the record. The first save of a child with a live pid also records that process's start time and
+    /// executable, but only once the process is proved to be the child's VMM (so a later pid reuse cannot pass).
+    /// </summary>
     public void Save(ForkdChild child)
     {
         ArgumentNullException.ThrowIfNull(child);
-        System.IO.Directory.CreateDirectory(Directory);
-        var file = FileOf(child.Id);
-        var temp = file + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(child, Options));
-        File.Move(temp, file, overwrite: true);
+        PrivateDirectory.Ensure(Paths.DataDirectory, allowLink: true);
+        PrivateDirectory.Ensure(Directory);
+        if (child.ProcessStartTicks is null && child.ProcessId > 0 && IsOurProcess(child.ProcessId, child.WorkDirectory))
+        {
+            child = child with
+            {
+                ProcessStartTicks = ProcessControl.StartTicks(child.ProcessId, ProcRoot),
+                Executable = ProcessControl.Executable(child.ProcessId, ProcRoot),
+            };
+        }
+
+        SafeFile.WriteAtomicNoFollow(FileOf(child.Id), JsonSerializer.Serialize(child with { State = ChildState.Running }, Options));
     }
 
-    public void Delete(string id) => File.Delete(FileOf(id));
+    /// <summary>Removes a record; a missing one (an orphan never had one) is fine.</summary>
+    public void Delete(string id)
+    {
+        var file = FileOf(id);
+        if (System.IO.Directory.Exists(Directory))
+        {
+            File.Delete(file);
+        }
+    }
 
-    /// <summary>All recorded children, oldest first, each with its current <see cref="ForkdChild.State"/>.</summary>
+    /// <summary>
+    /// All recorded children, oldest first, each with its current <see cref="ForkdChild.State"/>, then every orphaned
+    /// VMM of this data dir. Temp files of writers that died are removed on the way.
+    /// </summary>
     public IReadOnlyList<ForkdChild> List()
     {
-        if (!System.IO.Directory.Exists(Directory))
-        {
-            return [];
-        }
-
-        var result = new List<ForkdChild>();
-        foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "*.json"))
-        {
-            var child = Read(file);
-            if (child is not null)
-            {
-                result.Add(child);
-            }
-        }
-
+        var result = ReadRecords();
         result.Sort((a, b) => a.StartedAt != b.StartedAt ? a.StartedAt.CompareTo(b.StartedAt) : a.Index.CompareTo(b.Index));
+        result.AddRange(Orphans(result));
         return result;
     }
 
+    /// <summary>One child by id: its record, else an orphaned VMM with that id; null when neither exists.</summary>
     public ForkdChild? Get(string id)
     {
         if (!IsValidId(id))
@@ -72,40 +90,53 @@ public sealed class ChildRegistry
         }
 
         var file = FileOf(id);
-        return File.Exists(file) ? Read(file) : null;
-    }
-
-    /// <summary>Ids of running children of <paramref name="tag"/> (their VMMs map the snapshot's memory file).</summary>
-    public IReadOnlyList<string> RunningChildrenOf(string tag) =>
-        [.. List().Where(c => c.State == ChildState.Running && string.Equals(c.Tag, tag, StringComparison.Ordinal)).Select(c => c.Id)];
-
-    /// <summary>True when <paramref name="pid"/> is alive and is still the VMM of <paramref name="workDirectory"/>.</summary>
-    public bool IsOurProcess(int pid, string workDirectory)
-    {
-        if (!ProcessControl.IsAlive(pid, ProcRoot))
+        if (File.Exists(file) || new FileInfo(file).LinkTarget is not null)
         {
-            return false;
+            return Read(file);
         }
 
-        var argv = ProcessControl.CommandLine(pid, ProcRoot);
-        return argv is not null && argv.Any(a => a.Contains(workDirectory, StringComparison.Ordinal));
+        return Orphans(ReadRecords()).FirstOrDefault(o => o.Id == id);
+    }
+
+    /// <summary>Ids of running (or orphaned) children of <paramref name="tag"/>: their VMMs map the snapshot's memory file.</summary>
+    public IReadOnlyList<string> RunningChildrenOf(string tag) =>
+        [.. List().Where(c => c.State is ChildState.Running or ChildState.Orphaned && string.Equals(c.Tag, tag, StringComparison.Ordinal)).Select(c => c.Id)];
+
+    private List<ForkdChild> ReadRecords()
+    {
+        if (!System.IO.Directory.Exists(Directory))
+        {
+            return [];
+        }
+
+        SafeFile.RemoveAbandonedTemps(Directory, UnnamedTempAge, ProcRoot);
+        var result = new List<ForkdChild>();
+        foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "*.json"))
+        {
+            if (Read(file) is { } child)
+            {
+                result.Add(child);
+            }
+        }
+
+        return result;
     }
 
     private ForkdChild? Read(string file)
     {
         try
         {
-            var child = JsonSerializer.Deserialize<ForkdChild>(File.ReadAllText(file), Options);
-            if (child is null)
+            var child = JsonSerializer.Deserialize<ForkdChild>(SafeFile.ReadAllTextNoFollow(file), Options);
+            if (child is null || !IsValidId(child.Id) || Path.GetFileName(file) != child.Id + ".json")
             {
-                return null;
+                return null; // a record must name itself: a copied or planted file cannot stand in for another child
             }
 
-            return child with { State = IsOurProcess(child.ProcessId, child.WorkDirectory) ? ChildState.Running : ChildState.Exited };
+            return child with { State = IsOurProcess(child) ? ChildState.Running : ChildState.Exited };
         }
         catch (Exception ex) when (ex is IOException or JsonException or UnauthorizedAccessException)
         {
-            return null; // being replaced right now, or not one of ours
+            return null; // being replaced right now, a link, or not one of ours
         }
     }
 

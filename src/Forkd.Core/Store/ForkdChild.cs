@@ -7,6 +7,12 @@ public enum ChildState
 {
     Running,
     Exited,
+
+    /// <summary>
+    /// A VMM of ours that no registry record knows (its forker was killed before recording it): found by
+    /// scanning the process table; Stop-ForkdChild and Remove-ForkdStaleWorkDir end it.
+    /// </summary>
+    Orphaned,
 }
 
 /// <summary>
@@ -74,6 +80,17 @@ public sealed record ForkdChild
     /// <summary>The agent over the guest's network (10.42.0.2:8888 inside <see cref="NetworkNamespace"/>), or null.</summary>
     [JsonPropertyName("network_agent")]
     public AgentEndpoint? NetworkAgent { get; init; }
+
+    /// <summary>
+    /// The VMM's start time in clock ticks since boot (<c>/proc/&lt;pid&gt;/stat</c> field 22), recorded when the
+    /// record is first saved. With <see cref="ProcessId"/> it proves a later process is the same one.
+    /// </summary>
+    [JsonPropertyName("pid_start_ticks")]
+    public long? ProcessStartTicks { get; init; }
+
+    /// <summary>The VMM executable (<c>/proc/&lt;pid&gt;/exe</c>) when the record was first saved.</summary>
+    [JsonPropertyName("executable")]
+    public string? Executable { get; init; }
 
     [JsonPropertyName("started_at")]
     public DateTimeOffset StartedAt { get; init; }

@@ -117,9 +117,7 @@ public sealed record SnapshotMetadata
     public void Save(string snapshotDirectory)
     {
         var file = Path.Combine(snapshotDirectory, SnapshotFiles.Metadata);
-        var temp = file + ".tmp";
-        File.WriteAllText(temp, ToJson());
-        File.Move(temp, file, overwrite: true);
+        Host.SafeFile.WriteAtomicNoFollow(file, ToJson()); // unique temp name, never written through a link
     }
 
     /// <summary>The memory image's real path: relative names and foreign absolute paths both resolve inside the directory.</summary>

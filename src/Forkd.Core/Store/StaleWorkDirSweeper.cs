@@ -1,6 +1,4 @@
 using Forkd.Core.Host;
-using System.Globalization;
-using Forkd.Core.Store;
 
 namespace Forkd.Core.Store;
 
@@ -19,8 +17,14 @@ public enum WorkDirAction
     /// <summary>Dead, but the delete failed; see the reason.</summary>
     Failed,
 
-    /// <summary>Not removed because it failed a safety rule.</summary>
+    /// <summary>Not removed because it failed a safety rule (another user's, or the only complete copy of a snapshot).</summary>
     Refused,
+
+    /// <summary>Holds the only complete copy of a snapshot whose tag is missing: it will be moved back under its tag.</summary>
+    WouldRestore,
+
+    /// <summary>Moved back under <c>snapshots/&lt;tag&gt;</c> (under the tag lock) instead of being deleted.</summary>
+    Restored,
 }
 
 /// <summary>One entry under a work-dir root whose name carries one of forkd's prefixes.</summary>
@@ -38,6 +42,9 @@ public sealed record StaleWorkDir
 
     public IReadOnlyList<int> HolderProcessIds { get; init; } = [];
 
+    /// <summary>Orphaned VMMs (no registry record, forker gone) using this child work dir: removing it stops them first.</summary>
+    public IReadOnlyList<int> OrphanProcessIds { get; init; } = [];
+
     public WorkDirAction Action { get; init; }
 
     /// <summary>Why it was kept, refused or failed; null when removed.</summary>
@@ -46,39 +53,43 @@ public sealed record StaleWorkDir
 
 /// <summary>
 /// Finds and removes work dirs that crashed runs left behind (forkd's <c>cleanup</c>), without ever
-/// removing one a live process still uses, following a link out of its root, or touching a name that
-/// is not in <see cref="WorkDirectories.Prefixes"/>.
+/// removing one a live process still uses, one another user owns, the only complete copy of a snapshot,
+/// or a name that is not in <see cref="WorkDirectories.Prefixes"/>. Every entry is reached relative to
+/// an open handle on its root and deleted with <see cref="SafeDelete.DeleteEntry"/>, so swapping a
+/// directory for a symlink mid-sweep cannot redirect it; liveness is compared on canonical paths.
 /// </summary>
-public sealed class StaleWorkDirSweeper
+public sealed partial class StaleWorkDirSweeper
 {
     private readonly ForkdPaths _paths;
     private readonly ProcessScanner _scanner;
+    private readonly ChildRegistry _registry;
 
-    public StaleWorkDirSweeper(ForkdPaths paths, ProcessScanner? scanner = null)
+    public StaleWorkDirSweeper(ForkdPaths paths, ProcessScanner? scanner = null, ChildRegistry? registry = null)
     {
         _paths = paths ?? throw new ArgumentNullException(nameof(paths));
         _scanner = scanner ?? new ProcessScanner();
+        _registry = registry ?? new ChildRegistry(paths);
     }
 
     /// <summary>All candidates with their liveness, sorted by path. Nothing is changed.</summary>
     public IReadOnlyList<StaleWorkDir> Find()
     {
-        var holdings = _scanner.Scan();
+        var context = new ScanContext(_scanner.Scan(), OrphansByWorkDir());
         var result = new List<StaleWorkDir>();
         foreach (var root in Enum.GetValues<WorkDirRoot>())
         {
-            var rootPath = WorkDirectories.RootPath(_paths, root);
+            var rootPath = Path.TrimEndingDirectorySeparator(Path.GetFullPath(WorkDirectories.RootPath(_paths, root)));
             if (!Directory.Exists(rootPath))
             {
                 continue;
             }
 
-            foreach (var entry in new DirectoryInfo(rootPath).EnumerateFileSystemInfos())
+            using var handle = DirectoryHandle.Open(rootPath);
+            foreach (var name in handle.Names())
             {
-                var prefix = WorkDirectories.Classify(entry.Name, root);
-                if (prefix is not null)
+                if (WorkDirectories.Classify(name, root) is { } prefix && Describe(handle, rootPath, name, prefix.Kind, context) is { } entry)
                 {
-                    result.Add(Describe(entry, prefix.Kind, holdings));
+                    result.Add(entry);
                 }
             }
         }
@@ -88,29 +99,54 @@ public sealed class StaleWorkDirSweeper
     }
 
     /// <summary>
-    /// Removes one dead candidate, re-checking its liveness first (a run may have started since
-    /// <see cref="Find"/>). Returns the candidate with its final action.
+    /// Removes (or restores) one candidate, re-checking everything first (a run may have started since
+    /// <see cref="Find"/>). Orphaned VMMs using it are stopped first. Returns the candidate with its final action.
     /// </summary>
     public StaleWorkDir Remove(StaleWorkDir candidate)
     {
         ArgumentNullException.ThrowIfNull(candidate);
-        var refusal = SafetyRefusal(candidate.Path);
-        if (refusal is not null)
+        if (Locate(candidate.Path) is not { } location)
         {
-            return candidate with { Action = WorkDirAction.Refused, Reason = refusal };
+            return candidate with { Action = WorkDirAction.Refused, Reason = "not a forkd work dir directly under the temp or staging dir" };
         }
 
-        var fresh = Describe(new FileInfo(candidate.Path), candidate.Kind, _scanner.Scan());
-        if (fresh.IsLive)
+        var (_, rootPath, name) = location;
+        using var handle = DirectoryHandle.Open(rootPath);
+        var fresh = Describe(handle, rootPath, name, candidate.Kind, new ScanContext(_scanner.Scan(), OrphansByWorkDir()));
+        if (fresh is null)
+        {
+            return candidate with { Action = WorkDirAction.Removed, Reason = "already gone" };
+        }
+
+        if (fresh.OrphanProcessIds.Count > 0)
+        {
+            StopOrphans(fresh);
+            fresh = Describe(handle, rootPath, name, candidate.Kind, new ScanContext(_scanner.Scan(), OrphansByWorkDir()));
+            if (fresh is null)
+            {
+                return candidate with { Action = WorkDirAction.Removed, Reason = null };
+            }
+        }
+
+        if (fresh.Action is WorkDirAction.KeptLive or WorkDirAction.Refused || fresh.OrphanProcessIds.Count > 0)
         {
             return fresh;
         }
 
         try
         {
-            // A root-disk build killed mid-chroot can leave /proc, /sys or /dev mounted inside its tree.
-            Mounts.DetachAllUnder(candidate.Path);
-            SafeDelete.Delete(candidate.Path);
+            if (fresh.Action == WorkDirAction.WouldRestore)
+            {
+                return Restore(handle, name, fresh);
+            }
+
+            if (!fresh.IsSymlink)
+            {
+                // A root-disk build killed mid-chroot can leave /proc, /sys or /dev mounted inside its tree.
+                Mounts.DetachAllUnder(Path.Combine(handle.CanonicalPath, name));
+            }
+
+            SafeDelete.DeleteEntry(handle, name);
             return fresh with { Action = WorkDirAction.Removed, Reason = null };
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -119,51 +155,86 @@ public sealed class StaleWorkDirSweeper
         }
     }
 
-    private static StaleWorkDir Describe(FileSystemInfo entry, WorkDirKind kind, ProcessHoldings holdings)
-    {
-        var isLink = entry.LinkTarget is not null;
-        // A link is judged by itself, never by what it points at.
-        var holders = isLink ? [] : holdings.PidsHolding(entry.FullName);
-        string? liveReason = null;
-        if (holdings.UnknownReason is not null)
-        {
-            liveReason = $"process table unreadable ({holdings.UnknownReason}); assuming live";
-        }
-        else if (holders.Count > 0)
-        {
-            liveReason = "held open by pid " + string.Join(", ", holders);
-        }
-        else if (!isLink && UnverifiableHolder(entry.FullName, holdings) is { } pid)
-        {
-            liveReason = $"cannot inspect pid {pid} of the same owner; assuming live";
-        }
+    private sealed record ScanContext(ProcessHoldings Holdings, IReadOnlyDictionary<string, IReadOnlyList<ForkdChild>> Orphans);
 
-        return new StaleWorkDir
-        {
-            Path = entry.FullName,
-            Kind = kind,
-            SizeBytes = SafeDelete.TreeSize(entry.FullName),
-            IsLive = liveReason is not null,
-            IsSymlink = isLink,
-            HolderProcessIds = holders,
-            Action = liveReason is null ? WorkDirAction.WouldRemove : WorkDirAction.KeptLive,
-            Reason = liveReason,
-        };
-    }
-
-    // forkd treated a process whose fds it could not read as not live. We only let that pass for
-    // processes of other users: a process of the dir's own owner might hold it.
-    private static int? UnverifiableHolder(string path, ProcessHoldings holdings)
+    private StaleWorkDir? Describe(DirectoryHandle root, string rootPath, string name, WorkDirKind kind, ScanContext context)
     {
-        if (holdings.UnreadablePids.Count == 0)
+        var facts = root.Stat(name);
+        if (facts is null)
         {
             return null;
         }
 
-        var owner = NativeFile.OwnerUid(path);
+        var path = Path.Combine(rootPath, name);
+        var canonical = Path.Combine(root.CanonicalPath, name);
+        var isLink = facts.Value.IsSymlink;
+        // A link is judged by itself, never by what it points at; a directory by its configured and canonical path.
+        int[] holders = isLink ? [] : [.. context.Holdings.PidsHolding(path).Union(context.Holdings.PidsHolding(canonical)).Order()];
+        int[] orphans = isLink || !context.Orphans.TryGetValue(name, out var found) ? [] : [.. found.Select(o => o.ProcessId)];
+        var liveHolders = holders.Except(orphans).ToList();
+        var (action, reason) = (WorkDirAction.WouldRemove, (string?)null);
+        if (!isLink && facts.Value.OwnerUid != NativeFile.EffectiveUid)
+        {
+            (action, reason) = (WorkDirAction.Refused, $"owned by uid {facts.Value.OwnerUid}, not by the current user; left alone");
+        }
+        else if (context.Holdings.UnknownReason is not null)
+        {
+            (action, reason) = (WorkDirAction.KeptLive, $"process table unreadable ({context.Holdings.UnknownReason}); assuming live");
+        }
+        else if (liveHolders.Count > 0)
+        {
+            (action, reason) = (WorkDirAction.KeptLive, "held open by pid " + string.Join(", ", liveHolders));
+        }
+        else if (!isLink && UnverifiableHolder(facts.Value.OwnerUid, context.Holdings) is { } pid)
+        {
+            (action, reason) = (WorkDirAction.KeptLive, $"cannot inspect pid {pid} of the same owner; assuming live");
+        }
+        else if (orphans.Length > 0)
+        {
+            reason = $"used only by orphaned VMM pid {string.Join(", ", orphans)} (no registry record, its forker is gone); stopping it first";
+        }
+        else if (!isLink && SnapshotVerdict(root, name, kind) is { } verdict)
+        {
+            (action, reason) = verdict;
+        }
+
+        return new StaleWorkDir
+        {
+            Path = path,
+            Kind = kind,
+            SizeBytes = isLink ? 0 : SafeDelete.TreeSize(canonical),
+            IsLive = action == WorkDirAction.KeptLive,
+            IsSymlink = isLink,
+            HolderProcessIds = holders,
+            OrphanProcessIds = orphans,
+            Action = action,
+            Reason = reason,
+        };
+    }
+
+    private Dictionary<string, IReadOnlyList<ForkdChild>> OrphansByWorkDir() =>
+        _registry.List().Where(c => c.State == ChildState.Orphaned)
+            .GroupBy(c => Path.GetFileName(c.WorkDirectory), StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => (IReadOnlyList<ForkdChild>)[.. g], StringComparer.Ordinal);
+
+    private void StopOrphans(StaleWorkDir candidate)
+    {
+        foreach (var orphan in _registry.List().Where(c => c.State == ChildState.Orphaned && candidate.OrphanProcessIds.Contains(c.ProcessId)))
+        {
+            if (_registry.IsOurProcess(orphan))
+            {
+                ProcessControl.KillAndWaitAsync(orphan.ProcessId, TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
+            }
+        }
+    }
+
+    // forkd treated a process whose fds it could not read as not live. We only let that pass for
+    // processes of other users: a process of the dir's own owner might hold it.
+    private static int? UnverifiableHolder(long owner, ProcessHoldings holdings)
+    {
         foreach (var pid in holdings.UnreadablePids)
         {
-            if (ProcessUid(pid) is { } uid && uid == owner)
+            if (ProcessControl.Uid(pid) is { } uid && uid == owner)
             {
                 return pid;
             }
@@ -172,41 +243,21 @@ public sealed class StaleWorkDirSweeper
         return null;
     }
 
-    private static long? ProcessUid(int pid)
+    /// <summary>The root a path sits directly in (configured or canonical form) when its name has that root's prefix; else null.</summary>
+    private (WorkDirRoot Root, string RootPath, string Name)? Locate(string path)
     {
-        try
-        {
-            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-            {
-                if (line.StartsWith("Uid:", StringComparison.Ordinal))
-                {
-                    var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-                    return long.Parse(parts[1], CultureInfo.InvariantCulture);
-                }
-            }
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
-        {
-        }
-
-        return null;
-    }
-
-    /// <summary>Null when the path may be removed, else why not: it must sit directly in a known root with a known prefix.</summary>
-    private string? SafetyRefusal(string path)
-    {
-        var full = Path.GetFullPath(path);
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
         var parent = Path.GetDirectoryName(full);
         var name = Path.GetFileName(full);
         foreach (var root in Enum.GetValues<WorkDirRoot>())
         {
-            var rootPath = Path.TrimEndingDirectorySeparator(Path.GetFullPath(WorkDirectories.RootPath(_paths, root)));
-            if (string.Equals(parent, rootPath, StringComparison.Ordinal) && WorkDirectories.Classify(name, root) is not null)
+            var forms = WorkDirectories.RootForms(_paths, root);
+            if (parent is not null && forms.Contains(parent, StringComparer.Ordinal) && WorkDirectories.Classify(name, root) is not null)
             {
-                return null;
+                return (root, forms[0], name);
             }
         }
 
-        return "not a forkd work dir directly under the temp or staging dir";
+        return null;
     }
 }

@@ -33,7 +33,8 @@ public sealed class TagLock : IDisposable
     {
         ArgumentNullException.ThrowIfNull(paths);
         TagRule.Validate(tag);
-        Directory.CreateDirectory(paths.LocksDirectory);
+        Host.PrivateDirectory.Ensure(paths.DataDirectory, allowLink: true);
+        Host.PrivateDirectory.Ensure(paths.LocksDirectory);
         var file = Path.Combine(paths.LocksDirectory, tag + ".lock");
         FileStream stream;
         try
@@ -52,7 +53,8 @@ public sealed class TagLock : IDisposable
         }
 
         // Record who holds it beside the lock (the locked file itself cannot be read by the next caller).
-        File.WriteAllText(file + ".owner", $"{operation} (pid {Environment.ProcessId}{(shared ? ", shared" : "")})\n");
+        // Replaced by rename, never written through: a link planted at the name cannot redirect the write.
+        Host.SafeFile.WriteAtomicNoFollow(file + ".owner", $"{operation} (pid {Environment.ProcessId}{(shared ? ", shared" : "")})\n");
         return new TagLock(stream, tag, shared);
     }
 
@@ -60,7 +62,7 @@ public sealed class TagLock : IDisposable
     {
         try
         {
-            var line = File.ReadAllText(file + ".owner");
+            var line = Host.SafeFile.ReadAllTextNoFollow(file + ".owner", 4096);
             return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
         }
         catch (IOException)

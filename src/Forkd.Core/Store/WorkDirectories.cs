@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using Forkd.Core.Store;
+using Forkd.Core.Host;
 
 namespace Forkd.Core.Store;
 
@@ -89,12 +89,21 @@ public static class WorkDirectories
     {
         var prefix = PrefixOf(kind);
         var root = RootPath(paths, prefix.Root);
-        Directory.CreateDirectory(root);
+        if (prefix.Root == WorkDirRoot.Staging)
+        {
+            PrivateDirectory.Ensure(paths.DataDirectory, allowLink: true);
+            PrivateDirectory.Ensure(root);
+        }
+        else
+        {
+            Directory.CreateDirectory(root); // the system temp dir: shared, sticky; each work dir in it is private
+        }
+
         var safeLabel = TagRule.IsValid(label) ? label : "x";
         var suffix = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var path = Path.Combine(root, string.Create(CultureInfo.InvariantCulture,
             $"{prefix.Prefix}{safeLabel}-{Environment.ProcessId}-{suffix}"));
-        Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        DirectoryHandle.CreateNew(path, PrivateDirectory.Mode);
         return path;
     }
 
@@ -103,6 +112,68 @@ public static class WorkDirectories
     {
         var parts = name.Split('-');
         return parts.Length >= 3 && int.TryParse(parts[^2], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid > 0 ? pid : null;
+    }
+
+    /// <summary>
+    /// True when <paramref name="path"/> is named like a work dir of one of <paramref name="kinds"/> and sits directly
+    /// in its root (the configured path or its canonical form). An empty, relative or short path never matches.
+    /// </summary>
+    public static bool IsWorkDirPath(ForkdPaths paths, string? path, params WorkDirKind[] kinds)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        ArgumentNullException.ThrowIfNull(kinds);
+        if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path) || path.Contains("/../", StringComparison.Ordinal) ||
+            path.EndsWith("/..", StringComparison.Ordinal) || path.Contains("/./", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var parent = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(path));
+        var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(path));
+        foreach (var kind in kinds)
+        {
+            var prefix = PrefixOf(kind);
+            if (Classify(name, prefix.Root) is { } found && found.Kind == kind && parent is not null &&
+                RootForms(paths, prefix.Root).Contains(parent, StringComparer.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>A root as configured and as the kernel resolves it (TMPDIR may be reached through a symlink).</summary>
+    public static IReadOnlyList<string> RootForms(ForkdPaths paths, WorkDirRoot root)
+    {
+        var given = Path.TrimEndingDirectorySeparator(Path.GetFullPath(RootPath(paths, root)));
+        var canonical = DirectoryHandle.TryCanonical(given);
+        return canonical is null || canonical == given ? [given] : [given, canonical];
+    }
+
+    /// <summary>The label part (usually the tag) of <c>&lt;prefix&gt;&lt;label&gt;-&lt;pid&gt;[-&lt;8 hex&gt;]</c>, or null when it is not one.</summary>
+    public static string? LabelOf(string name, WorkDirPrefix prefix)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(prefix);
+        if (!name.StartsWith(prefix.Prefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var parts = name[prefix.Prefix.Length..].Split('-').ToList();
+        if (parts.Count >= 3 && parts[^1].Length == 8 && parts[^1].All(Uri.IsHexDigit))
+        {
+            parts.RemoveAt(parts.Count - 1);
+        }
+
+        if (parts.Count < 2 || !parts[^1].All(char.IsAsciiDigit) || parts[^1].Length == 0)
+        {
+            return null;
+        }
+
+        var label = string.Join('-', parts.Take(parts.Count - 1));
+        return TagRule.IsValid(label) ? label : null;
     }
 
     /// <summary>The prefix entry a name belongs to, or null when the name is not one of ours.</summary>

@@ -4,7 +4,10 @@ using Forkd.Core.Engine;
 
 namespace Forkd.PowerShell.Commands;
 
-/// <summary>Lists forked children from the registry, in any session; a child whose VMM died shows as Exited.</summary>
+/// <summary>
+/// Lists forked children from the registry, in any session; a child whose VMM died (or whose record cannot be
+/// proved against the process table) shows as Exited, and a VMM of ours that no record knows as Orphaned.
+/// </summary>
 [Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag", HelpUri = HelpLinks.Base + "Get-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class GetForkdChildCommand : ForkdCmdlet

@@ -5,7 +5,10 @@ using Forkd.Core.Text;
 
 namespace Forkd.PowerShell.Commands;
 
-/// <summary>Sweeps work dirs that crashed or interrupted runs left behind (forkd's <c>cleanup</c>).</summary>
+/// <summary>
+/// Sweeps work dirs that crashed or interrupted runs left behind (forkd's <c>cleanup</c>): stops orphaned VMMs
+/// that use them, restores a snapshot whose only complete copy sits in staging, leaves other users' dirs alone.
+/// </summary>
 [Cmdlet(VerbsCommon.Remove, "ForkdStaleWorkDir", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Remove-ForkdStaleWorkDir.md")]
 [OutputType(typeof(StaleWorkDir))]
 public sealed class RemoveForkdStaleWorkDirCommand : ForkdCmdlet
@@ -36,14 +39,17 @@ public sealed class RemoveForkdStaleWorkDirCommand : ForkdCmdlet
                 PercentComplete = (int)(100.0 * i++ / Math.Max(1, candidates.Count)),
             });
 
-            if (candidate.IsLive)
+            if (candidate.IsLive || candidate.Action == WorkDirAction.Refused)
             {
                 WriteVerbose($"keeping {candidate.Path}: {candidate.Reason}");
                 WriteObject(candidate);
                 continue;
             }
 
-            var what = candidate.IsSymlink ? "Remove symbolic link (its target is not touched)" : "Remove stale work dir";
+            var what = candidate.IsSymlink ? "Remove symbolic link (its target is not touched)"
+                : candidate.Action == WorkDirAction.WouldRestore ? "Restore the only complete copy of a snapshot"
+                : candidate.OrphanProcessIds.Count > 0 ? $"Stop orphaned VMM pid {string.Join(", ", candidate.OrphanProcessIds)} and remove its work dir"
+                : "Remove stale work dir";
             if (!ShouldProcess($"{candidate.Path} ({ByteSize.Format(candidate.SizeBytes)})", what))
             {
                 WriteObject(candidate);

@@ -4,7 +4,10 @@ using Forkd.Core.Engine;
 
 namespace Forkd.PowerShell.Commands;
 
-/// <summary>Ends children and removes everything they had: process, sockets, work dir, cgroup, registry entry.</summary>
+/// <summary>
+/// Ends children (recorded or orphaned) and removes everything they had: process, sockets, work dir, cgroup,
+/// registry entry. A pid is signalled only when it is provably the child's VMM; only a real work dir is deleted.
+/// </summary>
 [Cmdlet(VerbsLifecycle.Stop, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Stop-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class StopForkdChildCommand : ForkdCmdlet
@@ -34,8 +37,14 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
 
             try
             {
-                RunEngine(_ => Engine.StopChildAsync(child));
-                WriteVerbose($"stopped {child.Id}; removed {child.WorkDirectory}{(child.CgroupPath is null ? "" : " and " + child.CgroupPath)}");
+                var result = RunEngine(_ => Engine.StopChildAsync(child));
+                foreach (var skipped in result.Skipped)
+                {
+                    WriteWarning($"{child.Id}: {skipped}");
+                }
+
+                WriteVerbose($"stopped {child.Id}{(result.Signalled ? $" (killed pid {child.ProcessId})" : "")}" +
+                             $"{(result.RemovedWorkDirectory ? "; removed " + child.WorkDirectory : "")}");
                 if (PassThru)
                 {
                     WriteObject(child with { State = ChildState.Exited });

@@ -12,18 +12,27 @@ public sealed class ChildRegistryTests : IDisposable
 {
     private readonly string _root = Directory.CreateTempSubdirectory("forkd-regtest-").FullName;
 
-    public void Dispose() => Directory.Delete(_root, true);
+    public void Dispose() => SafeDelete.Delete(_root);
 
     private ForkdPaths Paths => new(Path.Combine(_root, "data"), Path.Combine(_root, "tmp"));
 
     private string ProcRoot => Path.Combine(_root, "proc");
 
-    /// <summary>A fake /proc entry: stat with the given state letter and an argv.</summary>
-    private void FakeProcess(int pid, char state, params string[] argv)
+    private string WorkDir(string suffix) => Path.Combine(Paths.TempDirectory, $"forkd-child-py-1-{suffix}");
+
+    /// <summary>A fake /proc entry: stat (state letter, start time), status (uid), exe link and argv.</summary>
+    private void FakeProcess(int pid, char state, long startTicks, string exeName, params string[] argv)
     {
         var dir = Path.Combine(ProcRoot, pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "stat"), $"{pid} (qemu-system-x86) {state} 1 2 3");
+        var fields = string.Join(' ', Enumerable.Range(4, 18).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        File.WriteAllText(Path.Combine(dir, "stat"), $"{pid} (qemu system) {state} {fields} {startTicks} 99 100");
+        File.WriteAllText(Path.Combine(dir, "status"), $"Name:\tx\nUid:\t{NativeFile.EffectiveUid}\t0\t0\t0\n");
+        var exe = Path.Combine(_root, "bin", exeName);
+        Directory.CreateDirectory(Path.GetDirectoryName(exe)!);
+        File.WriteAllText(exe, "");
+        File.Delete(Path.Combine(dir, "exe"));
+        File.CreateSymbolicLink(Path.Combine(dir, "exe"), exe);
         File.WriteAllText(Path.Combine(dir, "cmdline"), string.Join('\0', argv) + "\0");
     }
 
@@ -51,14 +60,17 @@ public sealed class ChildRegistryTests : IDisposable
     public void A_saved_child_reads_back_with_every_field_and_is_running_while_its_vmm_lives()
     {
         var registry = new ChildRegistry(Paths, ProcRoot);
-        var child = Child("py", 4242, "/tmp/forkd-child-py-1-aaaa") with { RestoreTime = 12.5, CgroupPath = "/sys/fs/cgroup/x" };
-        FakeProcess(4242, 'S', "qemu-system-x86_64", "-name", "forkd-child-py-1-aaaa", "-qmp", "unix:/tmp/forkd-child-py-1-aaaa/qmp.sock");
+        var workDir = WorkDir("0000aaaa");
+        var child = Child("py", 4242, workDir) with { RestoreTime = 12.5, CgroupPath = "/sys/fs/cgroup/x" };
+        FakeProcess(4242, 'S', 777, "qemu-system-x86_64", "qemu-system-x86_64", "-name", "forkd-child-py-1-0000aaaa", "-qmp", $"unix:{workDir}/qmp.sock");
         registry.Save(child);
 
         var back = registry.Get(child.Id);
         Assert.NotNull(back);
         Assert.Equal(ChildState.Running, back.State);
-        Assert.Equal(child with { State = ChildState.Running }, back);
+        Assert.Equal(777, back.ProcessStartTicks);
+        Assert.Equal(Path.Combine(_root, "bin", "qemu-system-x86_64"), back.Executable);
+        Assert.Equal(child with { State = ChildState.Running, ProcessStartTicks = 777, Executable = back.Executable }, back);
         Assert.Equal(["py"], registry.RunningChildrenOf("py").Select(id => id[..2]));
         Assert.Empty(registry.RunningChildrenOf("other"));
         Assert.Empty(Directory.GetFiles(registry.Directory, "*.tmp"));
@@ -68,8 +80,8 @@ public sealed class ChildRegistryTests : IDisposable
     public void A_reused_pid_running_something_else_reads_as_exited()
     {
         var registry = new ChildRegistry(Paths, ProcRoot);
-        var child = Child("py", 4343, "/tmp/forkd-child-py-1-bbbb");
-        FakeProcess(4343, 'S', "/usr/bin/bash", "-l"); // same pid, different program
+        var child = Child("py", 4343, WorkDir("0000bbbb"));
+        FakeProcess(4343, 'S', 5, "bash", "/usr/bin/bash", "-l"); // same pid, different program
         registry.Save(child);
         Assert.Equal(ChildState.Exited, registry.Get(child.Id)!.State);
         Assert.Empty(registry.RunningChildrenOf("py"));
@@ -79,9 +91,9 @@ public sealed class ChildRegistryTests : IDisposable
     public void A_zombie_or_vanished_vmm_reads_as_exited()
     {
         var registry = new ChildRegistry(Paths, ProcRoot);
-        var zombie = Child("py", 4444, "/tmp/forkd-child-py-1-cccc");
-        FakeProcess(4444, 'Z', "qemu-system-x86_64", "/tmp/forkd-child-py-1-cccc");
-        var gone = Child("py", 4545, "/tmp/forkd-child-py-1-dddd", 2);
+        var zombie = Child("py", 4444, WorkDir("0000cccc"));
+        FakeProcess(4444, 'Z', 5, "qemu-system-x86_64", "qemu-system-x86_64", WorkDir("0000cccc"));
+        var gone = Child("py", 4545, WorkDir("0000dddd"), 2);
         registry.Save(zombie);
         registry.Save(gone);
         Assert.All(registry.List(), c => Assert.Equal(ChildState.Exited, c.State));
@@ -108,23 +120,21 @@ public sealed class ChildRegistryTests : IDisposable
     public void Liveness_against_the_real_process_table()
     {
         var registry = new ChildRegistry(Paths);
-        var marker = Path.Combine(_root, "marker-dir");
-        // GNU sleep rejects a non-numeric operand and exits at once (the old race); python keeps extra argv and sleeps.
-        using var sleeper = Process.Start("python3", ["-c", "import time, sys; print('up', flush=True); time.sleep(30)", marker])!;
+        var workDir = WorkDirectories.Create(Paths, WorkDirKind.Child, "py");
+        using var qemu = RealVmm.Start(workDir);
         try
         {
-            Assert.True(WaitUntil(() => ProcessControl.CommandLine(sleeper.Id)?.Contains(marker) == true), "the marker process did not start");
-            Assert.True(registry.IsOurProcess(sleeper.Id, marker));
-            Assert.False(registry.IsOurProcess(sleeper.Id, Path.Combine(_root, "another-dir")));
+            Assert.True(registry.IsOurProcess(qemu.Id, workDir));
+            Assert.False(registry.IsOurProcess(qemu.Id, WorkDirectories.Create(Paths, WorkDirKind.Child, "py")));
         }
         finally
         {
-            sleeper.Kill();
-            sleeper.WaitForExit();
+            qemu.Kill();
+            qemu.WaitForExit();
         }
 
-        Assert.False(ProcessControl.IsAlive(sleeper.Id));
-        Assert.False(registry.IsOurProcess(sleeper.Id, marker));
+        Assert.False(ProcessControl.IsAlive(qemu.Id));
+        Assert.False(registry.IsOurProcess(qemu.Id, workDir));
     }
 
     [Fact]
@@ -139,7 +149,7 @@ public sealed class ChildRegistryTests : IDisposable
     public async Task Stopping_an_exited_child_removes_its_work_dir_and_record_without_signalling_the_reused_pid()
     {
         var registry = new ChildRegistry(Paths, ProcRoot);
-        var workDir = Directory.CreateDirectory(Path.Combine(_root, "tmp", "forkd-child-py-1-eeee")).FullName;
+        var workDir = WorkDirectories.Create(Paths, WorkDirKind.Child, "py");
         File.WriteAllText(Path.Combine(workDir, "serial.log"), "x");
         // The pid belongs to this very test process: if the stopper signalled it, the test run would die.
         var child = Child("py", Environment.ProcessId, workDir);
@@ -147,59 +157,5 @@ public sealed class ChildRegistryTests : IDisposable
         await ChildStopper.StopAsync(registry, child);
         Assert.False(Directory.Exists(workDir));
         Assert.Null(registry.Get(child.Id));
-    }
-}
-
-public sealed class OrphanParentsTests : IDisposable
-{
-    private readonly string _root = Directory.CreateTempSubdirectory("forkd-orphantest-").FullName;
-
-    public void Dispose() => Directory.Delete(_root, true);
-
-    [Fact]
-    public void Work_dir_and_creator_pid_are_read_from_a_qemu_command_line()
-    {
-        var prefix = "/tmp/forkd-parent-";
-        string[] argv = ["qemu-system-x86_64", "-name", "x", "-qmp", "unix:/tmp/forkd-parent-py.v2-1234-0a1b2c3d/qmp.sock,server=on,wait=off"];
-        var dir = OrphanParents.ParentWorkDirOf(argv, prefix);
-        Assert.Equal("/tmp/forkd-parent-py.v2-1234-0a1b2c3d", dir);
-        Assert.Equal(1234, OrphanParents.CreatorPid(dir!, prefix));
-        Assert.Null(OrphanParents.ParentWorkDirOf(["qemu-system-x86_64", "-name", "forkd-child-py-1-aa"], prefix));
-    }
-
-    [Fact]
-    public async Task A_parent_vmm_whose_creator_died_is_killed_and_its_work_dir_removed_but_a_live_creators_is_kept()
-    {
-        var paths = new ForkdPaths(Path.Combine(_root, "data"), _root);
-        // A creator that has exited, and this test process as a live one.
-        using var gone = Process.Start("true")!;
-        gone.WaitForExit();
-        var orphanDir = Directory.CreateDirectory(Path.Combine(_root, $"forkd-parent-py-{gone.Id}-0000aaaa")).FullName;
-        var keptDir = Directory.CreateDirectory(Path.Combine(_root, $"forkd-parent-py-{Environment.ProcessId}-0000bbbb")).FullName;
-        // Real processes whose argv[0] reads as QEMU (bash exec -a), naming those work dirs.
-        using var orphan = Process.Start("bash", ["-c", $"exec -a qemu-system-x86_64 /usr/bin/python3 -c 'import time; time.sleep(60)' {orphanDir}/qmp.sock"])!;
-        using var kept = Process.Start("bash", ["-c", $"exec -a qemu-system-x86_64 /usr/bin/python3 -c 'import time; time.sleep(60)' {keptDir}/qmp.sock"])!;
-        try
-        {
-            await Task.Delay(500); // let exec happen
-            var removed = await OrphanParents.ReapAsync(paths);
-            Assert.Equal([orphanDir], removed);
-            Assert.True(orphan.WaitForExit(5000));
-            Assert.False(Directory.Exists(orphanDir));
-            Assert.False(kept.HasExited);
-            Assert.True(Directory.Exists(keptDir));
-        }
-        finally
-        {
-            if (!kept.HasExited)
-            {
-                kept.Kill();
-            }
-
-            if (!orphan.HasExited)
-            {
-                orphan.Kill();
-            }
-        }
     }
 }

@@ -31,6 +31,10 @@ public sealed class FakeFirecracker : IAsyncDisposable
 
     public string Binary { get; }
 
+    /// <summary>The registry only signals VMM executables: the stand-in's process runs <c>sleep</c>.</summary>
+    public static bool IsItsExecutable(string executable) =>
+        Forkd.Core.Store.ChildRegistry.IsKnownVmmExecutable(executable) || Path.GetFileName(executable) == "sleep";
+
     public FirecrackerApiDescription Api { get; }
 
     /// <summary>Each launch: pid, working directory, argv, and the server answering it.</summary>

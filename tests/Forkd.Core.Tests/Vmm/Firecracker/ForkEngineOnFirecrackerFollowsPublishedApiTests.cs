@@ -30,7 +30,8 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
 
     /// <summary>The composition root, with the Firecracker backend pointed at the stand-in binary.</summary>
     private ForkdEngine EngineWith(FirecrackerBackend backend) =>
-        new(_paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend));
+        new(_paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend),
+            new ChildRegistry(_paths, isVmmExecutable: FakeFirecracker.IsItsExecutable));
 
     public async Task DisposeAsync()
     {
