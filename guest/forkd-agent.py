@@ -748,7 +748,7 @@ def start_thread(target, *args):
     threading.Thread(target=target, args=args, daemon=True).start()
 
 
-def start_tcp(agent, host, port, description=None):
+def start_tcp(agent, host, port, prefix=""):
     """forkd's listener: after the warm-up handshake, so no TCP client ever sees a warm-up still starting."""
     try:
         listener = open_listener(socket.AF_INET, (host, port), attempts=30 if port else 1)
@@ -756,7 +756,7 @@ def start_tcp(agent, host, port, description=None):
         log("forkd: failed to bind %s:%d after retries: %s" % (host, port, exc))
         return
     bound_host, bound_port = listener.getsockname()[:2]
-    start_thread(serve_listener, agent, listener, description or "%s:%d" % (bound_host, bound_port), serve_tcp_connection)
+    start_thread(serve_listener, agent, listener, "%s%s:%d" % (prefix, bound_host, bound_port), serve_tcp_connection)
 
 
 def main(argv):
@@ -811,7 +811,7 @@ def main(argv):
         log("forkd: parent VM ready for snapshot. children inherit this state.")
         if listen is not None:
             host, port = listen[4:].rsplit(":", 1)
-            start_tcp(agent, host, int(port), None)
+            start_tcp(agent, host, int(port), "tcp:")
             return
         if not stdio:
             start_tcp(agent, "0.0.0.0", AGENT_PORT)
