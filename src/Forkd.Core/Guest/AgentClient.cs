@@ -45,6 +45,7 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
     private long _maxReplyBytes = DefaultMaxReplyBytes;
     private string? _generation;
     private int _heartbeatRunning;
+    private int _disposed;
     private ForkdException? _closed;
 
     /// <summary>Talks over one duplex stream (a socket).</summary>
@@ -322,6 +323,11 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         Close(Unreachable($"the client for {Target} was disposed", Target, null));
         await _shutdown.CancelAsync().ConfigureAwait(false);
         await DisposeStreamsAsync().ConfigureAwait(false);
