@@ -2,18 +2,22 @@
 """Forkd guest agent: forkd 0.1.3's line protocol, served from one warm interpreter.
 
 Requests and replies are one JSON object per line (spec section 3.2): ``ping``, ``exec``,
-``eval``. Differences from forkd 0.1.3, all compatible with its clients:
-  * ``eval`` runs in ONE persistent namespace, so warm-up state (imports, models, data)
-    survives the snapshot into every child; code that is not an expression runs as
-    statements in that namespace and yields the value of a final expression statement,
-    else ``None``.
-  * replies carry ``result_json`` (JSON of the value, NaN/Infinity as forkd's sentinels).
-  * a request may carry ``"id"``; the reply echoes it. Several requests per connection.
-  * transports: the virtio-serial port named ``forkd.agent`` (survives host reconnects,
-    e.g. every child of a snapshot gets a new host socket), TCP 0.0.0.0:8888 when the
-    guest has a network, AF_VSOCK port 8888 when vsock is loaded; on the host (tests):
-    ``--listen tcp:HOST:PORT`` or ``--stdio``.
-  * the warm-up bridge checks reply ids and has timeouts.
+``eval``, plus Forkd's ``cancel``. What forkd's clients see is forkd's agent; the differences
+(listed with reasons in guest/README.md) are extra keys they ignore and behaviour they cannot
+observe on TCP:
+  * ``eval`` runs in ONE persistent namespace (warm-up state survives the snapshot into every
+    child); statements run too and yield the value of a final expression statement, else None.
+  * every reply carries ``forkd_generation``: a random id made when this agent process
+    started. Children inherit it through the snapshot; a restarted agent (warm state gone)
+    has a new one, so the host can tell "restarted" from "slow".
+  * ``eval`` replies carry the value as native JSON in ``forkd_value`` (forkd's ``result``, the
+    repr string, is unchanged; ``result_json`` stays the Node bridge's, as in forkd).
+  * evals run one at a time in the main thread, in arrival order; ``cancel`` interrupts the
+    running one (an exception raised through SIGUSR1) or drops a queued one, and kills an
+    exec's whole process group. Replies respect the host's ``max_reply`` byte limit.
+  * TCP 0.0.0.0:8888 opens after the warm-up handshake, one request per connection (forkd's
+    rules). The virtio-serial port ``forkd.agent`` (and AF_VSOCK port 8888, in a guest) carry
+    any number of requests with ``id``s, served concurrently, from the start.
 Standard library only: it runs on the image's bare Python.
 """
 
@@ -32,6 +36,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 
 AGENT_PORT = 8888
 PORT_NAME = "forkd.agent"
@@ -40,6 +45,10 @@ NAN_SENTINEL, POS_INF_SENTINEL, NEG_INF_SENTINEL = "__js_NaN__", "__js_Infinity_
 DEFAULT_EXEC_TIMEOUT = 30
 DEFAULT_BRIDGE_TIMEOUT = 60.0
 DEFAULT_READY_TIMEOUT = 300.0
+DEFAULT_MAX_REPLY = 16 << 20  # bytes of one reply line; the host sends its own limit as "max_reply"
+CANCEL_SIGNAL = signal.SIGUSR1
+# Fixed when this process starts; a snapshot child inherits it with the rest of the warm state.
+GENERATION = os.urandom(8).hex()
 
 _log_stream = sys.stdout
 
@@ -65,6 +74,14 @@ NAMESPACE = {"__name__": "__forkd__", "__builtins__": __builtins__}
 if numpy is not None:
     NAMESPACE["numpy"] = numpy
     NAMESPACE["np"] = numpy
+
+
+class EvalCancelled(BaseException):
+    """Raised in the eval thread when the host cancels; a BaseException so `except Exception` in user code does not swallow it."""
+
+
+def cancelled_reply(what):
+    return {"error": "ForkdCancelled: the host cancelled this %s" % what, "exit_code": 1}
 
 
 def read_recipe_env(path):
@@ -135,12 +152,19 @@ class WarmupBridge:
         self.command = command
         self.lang = lang
         self.ready = False
+        self.state = "starting"
         self._lock = threading.Lock()
         self._lines = queue.Queue()
         self._counter = 0
         self._proc = None
 
     def start(self, ready_timeout):
+        try:
+            self._handshake(ready_timeout)
+        finally:
+            self.state = "ready" if self.ready else "failed"
+
+    def _handshake(self, ready_timeout):
         log("forkd: starting warmup (lang=%s): %s" % (self.lang, self.command))
         try:
             self._proc = subprocess.Popen(shlex.split(self.command), stdin=subprocess.PIPE,
@@ -214,69 +238,281 @@ class WarmupBridge:
                 return {"result_json": encoded if encoded is not None else "null", "exit_code": 0}
 
 
+class _Job:
+    def __init__(self, request_id, work):
+        self.request_id = request_id
+        self.work = work
+        self.reply = None
+        self.cancel = False
+        self.active = False
+        self.done = threading.Event()
+
+    def finish(self, reply):
+        if not self.done.is_set():
+            self.reply = reply
+            self.done.set()
+
+
+class EvalQueue:
+    """Evals run one at a time, in arrival order, in the main thread: a signal handler runs there, so
+    SIGUSR1 can raise EvalCancelled even inside time.sleep or a blocking read (PEP 475 retries only
+    when the handler returns)."""
+
+    def __init__(self):
+        self._jobs = deque()
+        self._cv = threading.Condition()
+        self._running = None
+        self._main_ident = None
+
+    def submit(self, request_id, work):
+        job = _Job(request_id, work)
+        with self._cv:
+            self._jobs.append(job)
+            self._cv.notify()
+        job.done.wait()
+        return job.reply
+
+    def cancel(self, target):
+        with self._cv:
+            for job in self._jobs:
+                if job.request_id == target:
+                    self._jobs.remove(job)
+                    job.finish(cancelled_reply("eval before it started"))
+                    return "queued"
+            job = self._running
+            if job is None or job.request_id != target:
+                return None
+            job.cancel = True
+        threading.Thread(target=self._interrupt, args=(job,), daemon=True).start()
+        return "running"
+
+    def _interrupt(self, job):
+        # Repeated: code with a bare `except:` may swallow the first one.
+        for _ in range(50):
+            if job.done.is_set():
+                return
+            signal.pthread_kill(self._main_ident, CANCEL_SIGNAL)
+            job.done.wait(0.2)
+
+    def _on_signal(self, *_):
+        job = self._running
+        if job is not None and job.cancel and job.active:
+            job.active = False
+            raise EvalCancelled()
+
+    def run_forever(self):
+        self._main_ident = threading.get_ident()
+        signal.signal(CANCEL_SIGNAL, self._on_signal)
+        while True:
+            with self._cv:
+                while not self._jobs:
+                    self._cv.wait()
+                job = self._jobs.popleft()
+                self._running = job
+            try:
+                try:
+                    job.active = True
+                    reply = job.work()
+                    job.active = False
+                except EvalCancelled:
+                    reply = cancelled_reply("eval")
+            except EvalCancelled:  # arrived just as the work returned
+                reply = cancelled_reply("eval")
+            with self._cv:
+                self._running = None
+            job.finish(reply)
+
+
+class _Capture:
+    """Drains one pipe of an exec; keeps the first `limit` bytes and counts the rest (a flood must not fill guest memory)."""
+
+    def __init__(self, pipe, limit):
+        self.data = bytearray()
+        self.dropped = 0
+        self._pipe, self._limit = pipe, limit
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self):
+        with self._pipe:
+            for chunk in iter(lambda: self._pipe.read1(65536), b""):
+                room = self._limit - len(self.data)
+                if room > 0:
+                    self.data += chunk[:room]
+                self.dropped += max(0, len(chunk) - max(room, 0))
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class ExecRunner:
+    """`exec` like forkd's subprocess.run(args, capture_output=True, timeout=...), but in its own process
+    group (a timeout or cancel kills everything it started) and with bounded capture."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = {}
+
+    def cancel(self, target):
+        with self._lock:
+            entry = self._running.get(target)
+        if entry is None:
+            return None
+        entry["cancelled"] = True
+        kill_group(entry["proc"])
+        return "running"
+
+    def run(self, request, request_id, limit):
+        timeout = request["timeout"] if "timeout" in request else DEFAULT_EXEC_TIMEOUT
+        args = request["args"]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        entry = {"proc": proc, "cancelled": False}
+        if request_id is not None:
+            with self._lock:
+                self._running[request_id] = entry
+        try:
+            out, err = _Capture(proc.stdout, limit), _Capture(proc.stderr, limit)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                for capture in (out, err):
+                    capture.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    if capture.thread.is_alive():  # something it started still holds the pipe
+                        raise subprocess.TimeoutExpired(args, timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                proc.wait()
+                raise subprocess.TimeoutExpired(args, timeout) from None
+            if entry["cancelled"]:
+                return cancelled_reply("exec")
+            reply = {"stdout": out.data.decode("utf-8", "replace"), "stderr": err.data.decode("utf-8", "replace"),
+                     "exit_code": proc.returncode}
+            if out.dropped or err.dropped:
+                reply["forkd_truncated"] = {"stdout": out.dropped, "stderr": err.dropped}
+            return reply
+        finally:
+            if request_id is not None:
+                with self._lock:
+                    self._running.pop(request_id, None)
+
+
+def reply_limit(request):
+    value = request.get("max_reply") if isinstance(request, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else DEFAULT_MAX_REPLY
+
+
+def encode_within(reply, limit):
+    """The reply line, at most `limit` bytes: exec output is cut (and the cut counted), anything else over the limit becomes an error."""
+    line = (json.dumps(reply) + "\n").encode("utf-8")
+    if len(line) <= limit:
+        return line
+    if "stdout" in reply and "stderr" in reply:
+        trimmed = dict(reply)
+        cut = dict(trimmed.get("forkd_truncated") or {"stdout": 0, "stderr": 0})
+        while len(line) > limit and (trimmed["stdout"] or trimmed["stderr"]):
+            key = "stdout" if len(trimmed["stdout"]) >= len(trimmed["stderr"]) else "stderr"
+            text = trimmed[key]
+            keep = len(text) // 2
+            cut[key] = cut.get(key, 0) + len(text[keep:].encode("utf-8"))
+            trimmed[key] = text[:keep]
+            trimmed["forkd_truncated"] = cut
+            line = (json.dumps(trimmed) + "\n").encode("utf-8")
+        if len(line) <= limit:
+            return line
+    error = {"error": "ReplyTooLarge: the reply is %d bytes, over the host's limit of %d bytes" % (len(line), limit),
+             "exit_code": 1}
+    for key in ("id", "forkd_generation"):
+        if key in reply:
+            error[key] = reply[key]
+    return (json.dumps(error) + "\n").encode("utf-8")
+
+
 class Agent:
     def __init__(self, recipe_env_path):
         file_env = read_recipe_env(recipe_env_path)
         self.warmup_cmd = os.environ.get("FORKD_WARMUP_CMD") or file_env.get("FORKD_WARMUP_CMD")
         self.lang = os.environ.get("FORKD_AGENT_LANG") or file_env.get("FORKD_AGENT_LANG") or "python"
         self.bridge = WarmupBridge(self.warmup_cmd, self.lang) if self.warmup_cmd else None
+        self.evals = EvalQueue()
+        self.execs = ExecRunner()
 
     def start_warmup(self):
         if self.bridge is not None:
             timeout = float(os.environ.get("FORKD_WARMUP_READY_TIMEOUT") or DEFAULT_READY_TIMEOUT)
             self.bridge.start(timeout)
 
-    def handle_line(self, raw):
-        """One request line in, one reply line out (bytes, newline-terminated)."""
-        request_id = None
+    def handle(self, raw):
+        """One request line in (bytes, its newline included as forkd parses it), one reply line out. Blocks for evals."""
+        request_id, limit = None, DEFAULT_MAX_REPLY
         try:
             request = json.loads(raw)
             if isinstance(request, dict):
                 request_id = request.get("id")
-            reply = self.dispatch(request)
+                limit = reply_limit(request)
+            reply = self.dispatch(request, request_id, limit)
         except Exception as exc:
             reply = error_reply(exc)
         if request_id is not None:
             reply = dict({"id": request_id}, **reply)
+        reply["forkd_generation"] = GENERATION
         try:
-            return (json.dumps(reply) + "\n").encode("utf-8")
+            return encode_within(reply, limit)
         except Exception as exc:  # never leave a request unanswered
-            return (json.dumps(dict({"id": request_id}, **error_reply(exc))) + "\n").encode("utf-8")
+            fallback = dict({"id": request_id}, **error_reply(exc)) if request_id is not None else error_reply(exc)
+            fallback["forkd_generation"] = GENERATION
+            return (json.dumps(fallback) + "\n").encode("utf-8")
 
-    def dispatch(self, request):
+    def ping(self):
+        reply = {"pong": True, "numpy_version": NUMPY_VERSION, "pid": os.getpid(), "agent_lang": self.lang}
+        state = "none" if self.bridge is None else self.bridge.state
+        if state != "starting":  # never "false" while the handshake is still running (forkd is not listening then)
+            reply["warmup_ready"] = state == "ready"
+        reply["python_version"] = "%d.%d.%d" % sys.version_info[:3]
+        reply["forkd_warmup"] = state
+        return reply
+
+    def dispatch(self, request, request_id, limit):
         action = request.get("action")
         if action == "ping":
-            return {"pong": True, "numpy_version": NUMPY_VERSION, "pid": os.getpid(), "agent_lang": self.lang,
-                    "warmup_ready": bool(self.bridge and self.bridge.ready),
-                    "python_version": "%d.%d.%d" % sys.version_info[:3]}
+            return self.ping()
+        if action == "cancel":
+            target = request["target"]
+            state = self.evals.cancel(target) or self.execs.cancel(target)
+            return {"cancelled": state is not None, "state": state or "unknown", "exit_code": 0}
         if action == "exec":
-            timeout = request["timeout"] if "timeout" in request else DEFAULT_EXEC_TIMEOUT
-            done = subprocess.run(request["args"], capture_output=True, timeout=timeout)
-            return {"stdout": done.stdout.decode("utf-8", "replace"), "stderr": done.stderr.decode("utf-8", "replace"),
-                    "exit_code": done.returncode}
+            return self.execs.run(request, request_id, limit)
         if action == "eval":
             code = request["code"]
             if self.lang == "node":
                 if self.bridge is None:
                     return {"error": "warmup not ready", "exit_code": 1}
-                return self.bridge.request(code, float(request.get("timeout") or DEFAULT_BRIDGE_TIMEOUT))
-            return self.evaluate(code)
+                timeout = float(request.get("timeout") or DEFAULT_BRIDGE_TIMEOUT)
+                return self.evals.submit(request_id, lambda: self.bridge.request(code, timeout))
+            return self.evals.submit(request_id, lambda: self.evaluate(code))
         return {"error": "unknown action: %s" % (action,), "exit_code": 1}
 
     @staticmethod
     def evaluate(code):
         try:
             value = run_code(code)
-        except Exception as exc:
+        except EvalCancelled:
+            raise
+        except BaseException as exc:  # SystemExit / KeyboardInterrupt from user code are its errors, not the agent's end
             # Drop the agent's own leading frames (and ast's): the traceback shows the caller's code.
             tb = exc.__traceback__
             while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
                 tb = tb.tb_next
             return error_reply(exc, tb, trimmed=True)
         reply = {"result": repr(value), "exit_code": 0}
-        encoded = json_or_none(value)
-        if encoded is not None:
-            reply["result_json"] = encoded
+        try:
+            reply["forkd_value"] = to_jsonable(value)
+            json.dumps(reply["forkd_value"], allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            reply.pop("forkd_value", None)  # no JSON form: forkd's repr string is all there is
         return reply
 
 
@@ -295,31 +531,44 @@ def run_code(code):
     return eval(compile(ast.Expression(last.value), "<forkd-eval>", "eval"), NAMESPACE)  # noqa: S307
 
 
-def serve_lines(agent, read_chunk, write_all):
-    """Serves newline-delimited requests one at a time until EOF. A final unterminated line is served too."""
+def serve_multiplexed(agent, read_chunk, write_all, on_eof=None):
+    """A stream carrying many requests (virtio-serial, vsock, stdio): every line is answered from its own
+    thread, so ping and cancel are answered while an eval runs. At EOF a final unterminated line is served."""
     buffer = b""
     while True:
         chunk = read_chunk()
         if not chunk:
-            if buffer.strip():
-                write_all(agent.handle_line(buffer))
+            if buffer:
+                write_all(agent.handle(buffer))
+            if on_eof is not None:
+                on_eof()
             return
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            if line.strip():
-                write_all(agent.handle_line(line))
+            start_thread(lambda data: write_all(agent.handle(data)), line + b"\n")
 
 
-def serve_socket_connection(agent, conn):
+def serve_tcp_connection(agent, conn):
+    """forkd's rules: read until the first newline (or EOF), answer once, close. Nothing read: no reply."""
     try:
         with conn:
-            serve_lines(agent, lambda: conn.recv(65536), conn.sendall)
+            data = b""
+            while b"\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if not data:
+                return
+            line = data.split(b"\n", 1)[0] + (b"\n" if b"\n" in data else b"")
+            conn.sendall(agent.handle(line))
+            conn.shutdown(socket.SHUT_WR)
     except OSError:
         pass  # the client went away; nothing to answer
 
 
-def serve_listener(agent, listener, description):
+def serve_listener(agent, listener, description, serve_connection):
     log("forkd: agent listening on %s" % description)
     while True:
         try:
@@ -328,7 +577,24 @@ def serve_listener(agent, listener, description):
             log("forkd: accept error: %s" % exc)
             time.sleep(0.1)
             continue
-        threading.Thread(target=serve_socket_connection, args=(agent, conn), daemon=True).start()
+        start_thread(serve_connection, agent, conn)
+
+
+def serve_stream_connection(agent, conn):
+    lock = threading.Lock()
+
+    def write_all(data):
+        with lock:
+            try:
+                conn.sendall(data)
+            except OSError:
+                pass
+
+    try:
+        with conn:
+            serve_multiplexed(agent, lambda: conn.recv(65536), write_all)
+    except OSError:
+        pass
 
 
 def open_listener(family, address, attempts=30):
@@ -371,6 +637,7 @@ class SerialPort:
     def __init__(self):
         self.fd = None
         self._wakeup = None
+        self._write_lock = threading.Lock()
 
     def install_wakeup(self):
         # The port raises SIGIO when the host connects; without it we poll every 100 ms.
@@ -436,6 +703,10 @@ class SerialPort:
                 raise
 
     def write_all(self, data):
+        with self._write_lock:
+            self._write_unlocked(data)
+
+    def _write_unlocked(self, data):
         view = memoryview(data)
         while view:
             try:
@@ -448,9 +719,7 @@ class SerialPort:
             view = view[written:]
 
 
-def serve_serial(agent):
-    port = SerialPort()
-    port.install_wakeup()
+def serve_serial(agent, port):
     port.open()
     buffer = b""
     while True:
@@ -472,36 +741,22 @@ def serve_serial(agent):
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            if line.strip():
-                port.write_all(agent.handle_line(line))
-
-
-def has_network():
-    try:
-        return any(name != "lo" for name in os.listdir("/sys/class/net"))
-    except OSError:
-        return False
+            start_thread(lambda data: port.write_all(agent.handle(data)), line + b"\n")
 
 
 def start_thread(target, *args):
     threading.Thread(target=target, args=args, daemon=True).start()
 
 
-def run_in_vm(agent):
-    if has_network():
-        try:
-            start_thread(serve_listener, agent, open_listener(socket.AF_INET, ("0.0.0.0", AGENT_PORT)),
-                         "0.0.0.0:%d" % AGENT_PORT)
-        except OSError as exc:
-            log("forkd: failed to bind 0.0.0.0:%d after retries: %s" % (AGENT_PORT, exc))
-    if hasattr(socket, "AF_VSOCK") and os.path.exists("/dev/vsock"):
-        try:
-            start_thread(serve_listener, agent,
-                         open_listener(socket.AF_VSOCK, (socket.VMADDR_CID_ANY, AGENT_PORT), attempts=1),
-                         "vsock port %d" % AGENT_PORT)
-        except OSError as exc:
-            log("forkd: vsock listener unavailable: %s" % exc)
-    serve_serial(agent)  # main thread: SIGIO is delivered here
+def start_tcp(agent, host, port, prefix=""):
+    """forkd's listener: after the warm-up handshake, so no TCP client ever sees a warm-up still starting."""
+    try:
+        listener = open_listener(socket.AF_INET, (host, port), attempts=30 if port else 1)
+    except OSError as exc:
+        log("forkd: failed to bind %s:%d after retries: %s" % (host, port, exc))
+        return
+    bound_host, bound_port = listener.getsockname()[:2]
+    start_thread(serve_listener, agent, listener, "%s%s:%d" % (prefix, bound_host, bound_port), serve_tcp_connection)
 
 
 def main(argv):
@@ -519,33 +774,50 @@ def main(argv):
         else:
             sys.stderr.write("usage: forkd-agent.py [--listen tcp:HOST:PORT | --stdio] [--recipe-env PATH]\n")
             return 2
+    if listen is not None and (not listen.startswith("tcp:") or ":" not in listen[4:]):
+        sys.stderr.write("--listen takes tcp:HOST:PORT\n")
+        return 2
     if stdio:
         _log_stream = sys.stderr  # stdout carries the protocol
     agent = Agent(recipe_env)
     log("forkd: numpy=%s agent starting in PID %d (%s)" % (NUMPY_VERSION, os.getpid(), sys.executable))
-    # The warm-up handshake runs beside the listeners: ping answers at once and reports
-    # warmup_ready, instead of the agent being unreachable while a slow warm-up starts.
-    start_thread(agent.start_warmup)
-    log("forkd: parent VM ready for snapshot. children inherit this state.")
+    in_guest = os.environ.get("FORKD_GUEST") == "1"
+
     if stdio:
+        lock = threading.Lock()
         stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 
         def write_all(data):
-            stdout.write(data)
-            stdout.flush()
+            with lock:
+                stdout.write(data)
+                stdout.flush()
 
-        serve_lines(agent, lambda: stdin.read1(65536), write_all)
-        return 0
-    if listen is not None:
-        if not listen.startswith("tcp:") or ":" not in listen[4:]:
-            sys.stderr.write("--listen takes tcp:HOST:PORT\n")
-            return 2
-        host, port = listen[4:].rsplit(":", 1)
-        listener = open_listener(socket.AF_INET, (host, int(port)), attempts=1)
-        bound_host, bound_port = listener.getsockname()[:2]
-        serve_listener(agent, listener, "tcp:%s:%d" % (bound_host, bound_port))
-        return 0
-    run_in_vm(agent)
+        start_thread(serve_multiplexed, agent, lambda: stdin.read1(65536), write_all, lambda: os._exit(0))
+    elif listen is None and (in_guest or find_serial_port() is not None):
+        # Our host's channels are there from the start: ping reports the warm-up's progress on them.
+        port = SerialPort()
+        port.install_wakeup()  # must run in the main thread
+        start_thread(serve_serial, agent, port)
+        if in_guest and hasattr(socket, "AF_VSOCK") and os.path.exists("/dev/vsock"):
+            try:
+                start_thread(serve_listener, agent,
+                             open_listener(socket.AF_VSOCK, (socket.VMADDR_CID_ANY, AGENT_PORT), attempts=1),
+                             "vsock port %d" % AGENT_PORT, serve_stream_connection)
+            except OSError as exc:
+                log("forkd: vsock listener unavailable: %s" % exc)
+
+    def after_warmup():
+        agent.start_warmup()
+        log("forkd: parent VM ready for snapshot. children inherit this state.")
+        if listen is not None:
+            host, port = listen[4:].rsplit(":", 1)
+            start_tcp(agent, host, int(port), "tcp:")
+            return
+        if not stdio:
+            start_tcp(agent, "0.0.0.0", AGENT_PORT)
+
+    start_thread(after_warmup)
+    agent.evals.run_forever()  # main thread: the cancel signal is handled here
     return 0
 
 

@@ -27,6 +27,11 @@ public abstract class AgentCmdletBase<TResult> : ForkdCmdlet
     [ValidateRange(1, 1024)]
     public int ThrottleLimit { get; set; } = 16;
 
+    /// <summary>The longest agent reply accepted, in bytes (default 16 MiB); a longer one is AgentReplyTooLarge and the connection is dropped.</summary>
+    [Parameter]
+    [ValidateRange(1024L, 1L << 30)]
+    public long MaxReplyBytes { get; set; } = Forkd.Core.Guest.AgentClient.DefaultMaxReplyBytes;
+
     /// <summary>Talk over the child's own network (TCP 10.42.0.2:8888 inside its namespace) instead of the VMM's channel.</summary>
     [Parameter]
     public SwitchParameter ViaNetwork { get; set; }

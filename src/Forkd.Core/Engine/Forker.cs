@@ -204,7 +204,7 @@ public sealed class Forker
             var agent = await AgentWait.UntilReadyAsync(vm.Agent, request.AgentTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
                 .ConfigureAwait(false);
             await agent.DisposeAsync().ConfigureAwait(false);
-            child = child with { ReadyTime = clock.Elapsed.TotalMilliseconds };
+            child = child with { ReadyTime = clock.Elapsed.TotalMilliseconds, AgentGeneration = agent.Generation };
             _registry.Save(child);
             vm.Detach();
             return child;

@@ -28,10 +28,13 @@ public static class WarmupBridgeWait
                 return;
             }
 
-            if (clock.Elapsed > timeout)
+            // Our agent says when the handshake is over without a ready line; waiting longer would change nothing.
+            if (ping.WarmupState is "failed" or "none" || clock.Elapsed > timeout)
             {
                 throw new ForkdException("WarmupNotReady", ForkdErrorKind.Timeout,
-                    $"the recipe's warm-up process did not report ready within {timeout.TotalSeconds:0} s", null)
+                    ping.WarmupState is "failed" or "none"
+                        ? $"the recipe's warm-up process ended its handshake without a ready line (state '{ping.WarmupState}')"
+                        : $"the recipe's warm-up process did not report ready within {timeout.TotalSeconds:0} s", null)
                 {
                     Hint = "The warm-up process writes its errors to the guest console ('forkd-warmup:' lines in the parent's serial.log); try the recipe's command by hand in a child of a snapshot taken without waiting.",
                 };

@@ -111,78 +111,44 @@ public sealed partial class AgentClient
         return line.ToString();
     }
 
-    /// <summary>Connects over TCP, retrying until <paramref name="timeout"/>.</summary>
+    /// <summary>
+    /// Waits until the agent accepts TCP connections at <paramref name="host"/>:<paramref name="port"/> (retrying until
+    /// <paramref name="timeout"/>), then returns a client that opens one connection per request, as forkd's agent serves TCP.
+    /// </summary>
     public static async Task<AgentClient> ConnectTcpAsync(string host, int port, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
-            var client = new TcpClient { NoDelay = true };
             try
             {
-                await client.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
-                return new AgentClient(new TcpStreamOwner(client), $"tcp:{host}:{port}");
+                using var probe = await OpenTcpAsync(host, port, cancellationToken).ConfigureAwait(false);
+                return ForEachRequest(ct => OpenTcpAsync(host, port, ct), $"tcp:{host}:{port}");
             }
             catch (SocketException ex)
             {
-                client.Dispose();
                 if (clock.Elapsed >= timeout)
                 {
                     throw Unreachable($"cannot connect to the agent at {host}:{port} within {timeout.TotalSeconds:0.#} s: {ex.Message}", $"{host}:{port}", ex);
                 }
-            }
-            catch
-            {
-                client.Dispose();
-                throw;
             }
 
             await Task.Delay(50, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    /// <summary>A TcpClient's stream that also disposes the client.</summary>
-    private sealed class TcpStreamOwner(TcpClient client) : Stream
+    private static async Task<Socket> OpenTcpAsync(string host, int port, CancellationToken cancellationToken)
     {
-        private readonly NetworkStream _inner = client.GetStream();
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush() => _inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
-
-        public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-            _inner.ReadAsync(buffer, cancellationToken);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
-            _inner.WriteAsync(buffer, cancellationToken);
-
-        public override void Write(byte[] buffer, int offset, int count) => _inner.Write(buffer, offset, count);
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
         {
-            if (disposing)
-            {
-                _inner.Dispose();
-                client.Dispose();
-            }
-
-            base.Dispose(disposing);
+            await socket.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
     }
 }

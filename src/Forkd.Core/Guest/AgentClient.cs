@@ -8,21 +8,30 @@ using System.Text.Json.Nodes;
 namespace Forkd.Core.Guest;
 
 /// <summary>
-/// Host side of the guest agent protocol over any connected stream (QEMU's virtio-serial chardev
-/// socket, TCP, vsock). Each request is one JSON line carrying an id; replies are matched by id,
-/// so a stale reply (to a request that timed out, or one a parent wrote just before its snapshot)
-/// is dropped instead of answering the wrong request. Replies without an id (forkd 0.1.3's agent)
-/// answer the oldest request. Thread-safe; requests may overlap.
+/// Host side of the guest agent protocol. Two ways to carry it: one multiplexed stream (QEMU's
+/// virtio-serial chardev socket, vsock, a process's stdio) where requests carry ids and replies are
+/// matched by id, so a stale reply (to a request that timed out, or one a parent wrote just before its
+/// snapshot) is dropped; or TCP with one request per connection, as forkd's agent serves it. Replies are
+/// read with a size limit (<see cref="MaxReplyBytes"/>). Every reply of a Forkd agent names its
+/// generation; a different one than expected means the agent restarted and its warm state is gone.
+/// Thread-safe; requests may overlap.
 /// </summary>
 public sealed partial class AgentClient : IAsyncDisposable, IDisposable
 {
     public static readonly TimeSpan DefaultExecTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>The default limit for one reply line: 16 MiB.</summary>
+    public const long DefaultMaxReplyBytes = 16L * 1024 * 1024;
+
     /// <summary>Extra time the host waits beyond an exec's own timeout (the guest must still kill the process and reply).</summary>
     private static readonly TimeSpan ExecReplyGrace = TimeSpan.FromSeconds(15);
 
-    private readonly Stream _input;
-    private readonly Stream _output;
+    /// <summary>How long a cancel request may take to reach the guest before the caller gets its answer anyway.</summary>
+    private static readonly TimeSpan CancelDelivery = TimeSpan.FromSeconds(2);
+
+    private readonly Stream? _input;
+    private readonly Stream? _output;
+    private readonly Func<CancellationToken, Task<Socket>>? _connect;
     private readonly bool _ownsStreams;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly Lock _gate = new();
@@ -30,9 +39,13 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
     private readonly List<string> _order = [];
     private readonly string _idPrefix = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
     private readonly CancellationTokenSource _shutdown = new();
-    private readonly Task _reader;
+    private readonly Task _reader = Task.CompletedTask;
     private long _nextId;
     private long _staleReplies;
+    private long _maxReplyBytes = DefaultMaxReplyBytes;
+    private string? _generation;
+    private int _heartbeatRunning;
+    private int _disposed;
     private ForkdException? _closed;
 
     /// <summary>Talks over one duplex stream (a socket).</summary>
@@ -53,14 +66,58 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
         _reader = Task.Run(ReadLoopAsync);
     }
 
+    /// <summary>One connection per request (forkd's TCP rule): <paramref name="connect"/> opens each one.</summary>
+    private AgentClient(Func<CancellationToken, Task<Socket>> connect, string target)
+    {
+        _connect = connect;
+        Target = target;
+    }
+
     /// <summary>What this client talks to, for messages (<c>unix:/path</c>, <c>tcp:host:port</c>).</summary>
     public string Target { get; }
 
     /// <summary>How long <see cref="PingAsync"/> and <see cref="EvalAsync"/> wait by default.</summary>
     public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>While a request waits this long on a multiplexed stream, a ping checks that the same agent is still there.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Replies that matched no waiting request and were dropped.</summary>
     public long StaleReplies => Interlocked.Read(ref _staleReplies);
+
+    /// <summary>The longest reply line accepted (also sent to the agent, which cuts exec output to fit).</summary>
+    public long MaxReplyBytes
+    {
+        get => Interlocked.Read(ref _maxReplyBytes);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1024);
+            Interlocked.Exchange(ref _maxReplyBytes, value);
+        }
+    }
+
+    /// <summary>
+    /// The agent generation this client expects: set it to the one recorded when a child was forked; when
+    /// unset, the first reply that names one fixes it. A reply from another generation is <c>WarmStateLost</c>.
+    /// </summary>
+    public string? Generation
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _generation;
+            }
+        }
+
+        set
+        {
+            lock (_gate)
+            {
+                _generation = value;
+            }
+        }
+    }
 
     public async Task<AgentPing> PingAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
@@ -73,14 +130,18 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
 
         var numpy = Text(reply, "numpy_version");
         return new AgentPing(numpy is null or "not-installed" ? null : numpy, Int(reply, "pid") ?? 0, Text(reply, "agent_lang") ?? "python",
-            Bool(reply, "warmup_ready"), Text(reply, "python_version"), clock.Elapsed);
+            Bool(reply, "warmup_ready"), Text(reply, "python_version"), clock.Elapsed)
+        {
+            Generation = Text(reply, "forkd_generation"),
+            WarmupState = Text(reply, "forkd_warmup"),
+        };
     }
 
     /// <summary>Runs <paramref name="argv"/> in the guest (no shell) with the default 30 s limit.</summary>
     public Task<ExecResult> ExecAsync(IReadOnlyList<string> argv, CancellationToken cancellationToken = default) =>
         ExecAsync(argv, DefaultExecTimeout, cancellationToken);
 
-    /// <summary>Runs <paramref name="argv"/> in the guest (no shell); the guest kills it after <paramref name="timeout"/> (<see cref="Timeout.InfiniteTimeSpan"/>: never).</summary>
+    /// <summary>Runs <paramref name="argv"/> in the guest (no shell); the guest kills its process group after <paramref name="timeout"/> (<see cref="Timeout.InfiniteTimeSpan"/>: never).</summary>
     public async Task<ExecResult> ExecAsync(IReadOnlyList<string> argv, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(argv);
@@ -99,8 +160,13 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
         var clock = Stopwatch.StartNew();
         var reply = await SendAsync(request, infinite ? Timeout.InfiniteTimeSpan : timeout + ExecReplyGrace, cancellationToken).ConfigureAwait(false);
         var error = Text(reply, "error");
+        var dropped = reply["forkd_truncated"] as JsonObject;
         return new ExecResult(Text(reply, "stdout") ?? "", Text(reply, "stderr") ?? "", Int(reply, "exit_code") ?? (error is null ? 0 : 1),
-            error, Text(reply, "traceback"), clock.Elapsed);
+            error, Text(reply, "traceback"), clock.Elapsed)
+        {
+            StdoutBytesDropped = dropped is null ? 0 : Long(dropped, "stdout"),
+            StderrBytesDropped = dropped is null ? 0 : Long(dropped, "stderr"),
+        };
     }
 
     /// <summary>Evaluates Python in the agent's persistent namespace: an expression gives its value, statements give None.</summary>
@@ -117,29 +183,24 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
         var clock = Stopwatch.StartNew();
         var reply = await SendAsync(request, wait, cancellationToken).ConfigureAwait(false);
         var error = Text(reply, "error");
-        return new EvalResult(Text(reply, "result"), Text(reply, "result_json"), error, Text(reply, "traceback"), Text(reply, "stack"),
+        // Our agent's native value (forkd_value, any JSON) first; forkd's Node bridge sends result_json (JSON text).
+        var json = reply.TryGetPropertyValue("forkd_value", out var native) ? native?.ToJsonString() ?? "null" : Text(reply, "result_json");
+        return new EvalResult(Text(reply, "result"), json, error, Text(reply, "traceback"), Text(reply, "stack"),
             Int(reply, "exit_code") ?? (error is null ? 0 : 1), clock.Elapsed);
     }
 
-    /// <summary>Sends one request object (an <c>id</c> is added) and returns the reply object.</summary>
+    /// <summary>
+    /// Sends one request object (an <c>id</c> and the reply limit are added) and returns the reply object.
+    /// When the wait ends early (cancellation, timeout) an eval or exec is cancelled in the guest too.
+    /// </summary>
     public async Task<JsonObject> SendAsync(JsonObject request, TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var id = $"{_idPrefix}-{Interlocked.Increment(ref _nextId)}";
         var message = (JsonObject)request.DeepClone();
         message["id"] = id;
-        var waiter = new TaskCompletionSource<JsonObject>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_gate)
-        {
-            if (_closed is not null)
-            {
-                throw _closed;
-            }
-
-            _pending[id] = waiter;
-            _order.Add(id);
-        }
-
+        message["max_reply"] = MaxReplyBytes;
+        var action = Text(request, "action");
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (timeout != Timeout.InfiniteTimeSpan)
         {
@@ -148,137 +209,79 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
 
         try
         {
-            await WriteLineAsync(message.ToJsonString() + "\n", limit.Token).ConfigureAwait(false);
-            return await waiter.Task.WaitAsync(limit.Token).ConfigureAwait(false);
+            var reply = _connect is null
+                ? await SendOnStreamAsync(id, message, action == "ping", limit.Token).ConfigureAwait(false)
+                : await SendOnNewConnectionAsync(message, limit.Token).ConfigureAwait(false);
+            Observe(reply);
+            return reply;
+        }
+        catch (OperationCanceledException) when (action is "eval" or "exec")
+        {
+            await CancelInGuestAsync(id).ConfigureAwait(false);
+            if (cancellationToken.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            throw TimedOut(action, timeout);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new ForkdException("AgentTimeout", ForkdErrorKind.Timeout,
-                $"the agent at {Target} did not answer '{Text(request, "action")}' within {timeout.TotalSeconds:0.#} s", Target)
-            {
-                Hint = "The guest may be busy, hung, or still booting; a longer timeout or Test-ForkdAgent shows which.",
-            };
-        }
-        finally
-        {
-            lock (_gate)
-            {
-                _pending.Remove(id);
-                _order.Remove(id);
-            }
+            throw TimedOut(action, timeout);
         }
     }
 
-    private async Task WriteLineAsync(string line, CancellationToken cancellationToken)
+    private ForkdException TimedOut(string? action, TimeSpan timeout) =>
+        new("AgentTimeout", ForkdErrorKind.Timeout,
+            $"the agent at {Target} did not answer '{action}' within {timeout.TotalSeconds:0.#} s{(action is "eval" or "exec" ? "; it was told to stop" : "")}", Target)
+        {
+            Hint = "The guest may be busy, hung, or still booting; a longer timeout or Test-ForkdAgent shows which.",
+        };
+
+    /// <summary>Best effort, bounded: the guest interrupts the eval (or kills the exec's process group) with that id.</summary>
+    private async Task CancelInGuestAsync(string id)
     {
-        var bytes = Encoding.UTF8.GetBytes(line);
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var limit = new CancellationTokenSource(CancelDelivery);
+        var cancel = new JsonObject { ["action"] = "cancel", ["target"] = id, ["id"] = $"{id}-cancel" };
         try
         {
-            // Not cancellable once started: half a line would corrupt the stream for every later request.
-            await _output.WriteAsync(bytes, CancellationToken.None).ConfigureAwait(false);
-            await _output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            _ = _connect is null
+                ? await SendOnStreamAsync($"{id}-cancel", cancel, true, limit.Token).ConfigureAwait(false)
+                : await SendOnNewConnectionAsync(cancel, limit.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException)
+        catch (Exception ex) when (ex is ForkdException or OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
-            var error = Unreachable($"cannot send to the agent at {Target}: {ex.Message}", Target, ex);
-            Close(error);
-            throw error;
-        }
-        finally
-        {
-            _writeLock.Release();
+            // The guest is gone or unreachable: nothing left to stop.
         }
     }
 
-    private async Task ReadLoopAsync()
+    /// <summary>A reply names the agent's generation; another than the expected one means a restarted agent.</summary>
+    private void Observe(JsonObject reply)
     {
-        using var reader = new StreamReader(_input, new UTF8Encoding(false), false, 1 << 16, leaveOpen: true);
-        try
+        var generation = Text(reply, "forkd_generation");
+        if (generation is null)
         {
-            while (true)
-            {
-                var line = await reader.ReadLineAsync(_shutdown.Token).ConfigureAwait(false);
-                if (line is null)
-                {
-                    Close(Unreachable($"the agent at {Target} closed the connection", Target, null));
-                    return;
-                }
-
-                if (!string.IsNullOrWhiteSpace(line))
-                {
-                    Dispatch(line);
-                }
-            }
-        }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or SocketException)
-        {
-            Close(Unreachable($"lost the connection to the agent at {Target}: {ex.Message}", Target, ex));
-        }
-    }
-
-    private void Dispatch(string line)
-    {
-        JsonObject? reply;
-        try
-        {
-            reply = JsonNode.Parse(line) as JsonObject;
-        }
-        catch (JsonException)
-        {
-            reply = null;
+            return; // forkd 0.1.3's agent has none
         }
 
-        TaskCompletionSource<JsonObject>? waiter = null;
         lock (_gate)
         {
-            string? id = null;
-            if (reply is not null && reply["id"] is JsonValue idValue && !idValue.TryGetValue(out id))
+            _generation ??= generation;
+            if (string.Equals(_generation, generation, StringComparison.Ordinal))
             {
-                id = idValue.ToJsonString(); // a non-string id is never one of ours
-            }
-
-            if (id is null && _order.Count > 0)
-            {
-                id = _order[0]; // no id: forkd 0.1.3's agent answers in order
-            }
-
-            if (id is not null && _pending.Remove(id, out waiter))
-            {
-                _order.Remove(id);
+                return;
             }
         }
 
-        if (waiter is null)
-        {
-            Interlocked.Increment(ref _staleReplies);
-        }
-        else if (reply is null)
-        {
-            waiter.TrySetException(Protocol($"the agent at {Target} sent a line that is not a JSON object: {Truncate(line)}"));
-        }
-        else
-        {
-            waiter.TrySetResult(reply);
-        }
+        throw WarmStateLost(generation);
     }
 
-    private void Close(ForkdException error)
-    {
-        List<TaskCompletionSource<JsonObject>> waiting;
-        lock (_gate)
+    private ForkdException WarmStateLost(string generation) =>
+        new("WarmStateLost", ForkdErrorKind.Failed,
+            $"the agent at {Target} restarted (generation {generation}, expected {Generation}): the warm state inherited from the snapshot is gone", Target)
         {
-            _closed ??= error;
-            waiting = [.. _pending.Values];
-            _pending.Clear();
-            _order.Clear();
-        }
-
-        foreach (var w in waiting)
-        {
-            w.TrySetException(error);
-        }
-    }
+            Hint = "Something in the guest killed the agent (the evaluated code, an exec, or the guest's OOM killer; the child's serial.log says which). Stop this child and fork a new one.",
+        };
 
     private static string? Text(JsonObject reply, string key) => reply[key] switch
     {
@@ -289,6 +292,9 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
 
     private static int? Int(JsonObject reply, string key) =>
         reply[key] is JsonValue v && v.TryGetValue<double>(out var d) ? (int)d : null;
+
+    private static long Long(JsonObject reply, string key) =>
+        reply[key] is JsonValue v && v.TryGetValue<double>(out var d) ? (long)d : 0;
 
     private static bool Bool(JsonObject reply, string key) =>
         reply[key] is JsonValue v && v.TryGetValue<bool>(out var b) && b;
@@ -303,19 +309,28 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
             Hint = "Is the VM running and its agent started? The guest console log shows the agent's startup lines.",
         };
 
+    private static JsonObject? ParseObject(byte[] line)
+    {
+        try
+        {
+            return JsonNode.Parse(line) as JsonObject;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
-        Close(Unreachable($"the client for {Target} was disposed", Target, null));
-        await _shutdown.CancelAsync().ConfigureAwait(false);
-        if (_ownsStreams)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            await _input.DisposeAsync().ConfigureAwait(false);
-            if (!ReferenceEquals(_input, _output))
-            {
-                await _output.DisposeAsync().ConfigureAwait(false);
-            }
+            return;
         }
 
+        Close(Unreachable($"the client for {Target} was disposed", Target, null));
+        await _shutdown.CancelAsync().ConfigureAwait(false);
+        await DisposeStreamsAsync().ConfigureAwait(false);
         try
         {
             await _reader.ConfigureAwait(false);
@@ -329,5 +344,19 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
         _writeLock.Dispose();
     }
 
+    private async Task DisposeStreamsAsync()
+    {
+        if (_ownsStreams && _input is not null)
+        {
+            await _input.DisposeAsync().ConfigureAwait(false);
+            if (_output is not null && !ReferenceEquals(_input, _output))
+            {
+                await _output.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    private static byte[] Utf8(string line) => Encoding.UTF8.GetBytes(line);
 }

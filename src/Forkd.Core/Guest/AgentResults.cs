@@ -11,6 +11,12 @@ public sealed record AgentPing(string? NumpyVersion, int Pid, string AgentLang, 
 {
     /// <summary>The child this answer came from; set by the caller that knows it.</summary>
     public string? ChildId { get; init; }
+
+    /// <summary>The agent process's generation id (fixed when it started; snapshot children share their parent's); null from forkd's agents.</summary>
+    public string? Generation { get; init; }
+
+    /// <summary>The warm-up handshake: <c>none</c>, <c>starting</c>, <c>ready</c> or <c>failed</c>; null from forkd's agents.</summary>
+    public string? WarmupState { get; init; }
 }
 
 /// <summary>The outcome of <c>exec</c>: a process run in the guest without a shell.</summary>
@@ -21,12 +27,18 @@ public sealed record ExecResult(string Stdout, string Stderr, int ExitCode, stri
 {
     public string? ChildId { get; init; }
 
+    /// <summary>Bytes of stdout the guest dropped to keep the reply within the host's limit.</summary>
+    public long StdoutBytesDropped { get; init; }
+
+    /// <summary>Bytes of stderr the guest dropped to keep the reply within the host's limit.</summary>
+    public long StderrBytesDropped { get; init; }
+
     public bool Succeeded => Error is null && ExitCode == 0;
 }
 
 /// <summary>The outcome of <c>eval</c> in the agent's persistent interpreter (or the warm-up bridge).</summary>
 /// <param name="Result">The value's <c>repr()</c> (Python eval); null for bridge replies and errors.</param>
-/// <param name="ResultJson">The value as raw JSON text, NaN/±Infinity as forkd's string sentinels; null when not JSON-serialisable.</param>
+/// <param name="ResultJson">The value as raw JSON text (our agent's <c>forkd_value</c>, or the Node bridge's <c>result_json</c>), NaN/±Infinity as forkd's string sentinels; null when not JSON-serialisable.</param>
 /// <param name="Error"><c>ExcType: message</c> when the code raised.</param>
 /// <param name="Traceback">The guest's Python traceback, limited to the evaluated code's frames.</param>
 /// <param name="Stack">The warm-up process's stack (Node) for bridge errors.</param>

@@ -22,19 +22,30 @@ public static class AgentWait
                 return await AgentClient.ConnectHybridVsockAsync(endpoint.Address, endpoint.Port ?? AgentEndpoint.DefaultPort,
                     timeout, cancellationToken).ConfigureAwait(false);
             case AgentTransport.Tcp when endpoint.NetworkNamespace is not null:
-                var socket = Host.NetworkNamespace.CreateTcpSocket(endpoint.NetworkNamespace);
-                try
+                // forkd's TCP rule (one request per connection): each request opens its own socket in the namespace.
+                var netns = endpoint.NetworkNamespace;
+                var target = $"{endpoint} in {netns}";
+                var address = System.Net.IPAddress.Parse(endpoint.Address);
+                var port = endpoint.Port ?? AgentEndpoint.DefaultPort;
+                async Task<Socket> OpenInNamespace(CancellationToken ct)
                 {
-                    using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    limit.CancelAfter(timeout);
-                    await socket.ConnectAsync(System.Net.IPAddress.Parse(endpoint.Address), endpoint.Port ?? AgentEndpoint.DefaultPort, limit.Token).ConfigureAwait(false);
-                    return new AgentClient(new NetworkStream(socket, ownsSocket: true), $"{endpoint} in {endpoint.NetworkNamespace}");
+                    var socket = Host.NetworkNamespace.CreateTcpSocket(netns);
+                    try
+                    {
+                        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                        limit.CancelAfter(timeout);
+                        await socket.ConnectAsync(address, port, limit.Token).ConfigureAwait(false);
+                        return socket;
+                    }
+                    catch
+                    {
+                        socket.Dispose();
+                        throw;
+                    }
                 }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
+
+                (await OpenInNamespace(cancellationToken).ConfigureAwait(false)).Dispose(); // reachable now, as before
+                return AgentClient.ForEachRequest(OpenInNamespace, target);
 
             case AgentTransport.Tcp:
                 return await AgentClient.ConnectTcpAsync(endpoint.Address, endpoint.Port ?? AgentEndpoint.DefaultPort, timeout, cancellationToken).ConfigureAwait(false);

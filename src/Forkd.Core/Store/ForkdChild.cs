@@ -92,6 +92,10 @@ public sealed record ForkdChild
     [JsonPropertyName("executable")]
     public string? Executable { get; init; }
 
+    /// <summary>The agent generation the child answered with when it was forked (the snapshot's); another one later means its warm state is gone.</summary>
+    [JsonPropertyName("agent_generation")]
+    public string? AgentGeneration { get; init; }
+
     [JsonPropertyName("started_at")]
     public DateTimeOffset StartedAt { get; init; }
 

@@ -26,5 +26,5 @@ public sealed class InvokeForkdEvalCommand : AgentCmdletBase<ForkdEvalResult>
     protected override string ShouldProcessAction => "Evaluate Python code";
 
     protected override Task<ForkdEvalResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>
-        AgentCalls.EvalAsync(registry, child, Code, TimeSpan.FromSeconds(TimeoutSec), cancellationToken);
+        AgentCalls.EvalAsync(registry, child, Code, TimeSpan.FromSeconds(TimeoutSec), MaxReplyBytes, cancellationToken);
 }

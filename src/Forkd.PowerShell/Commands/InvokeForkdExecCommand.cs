@@ -26,5 +26,5 @@ public sealed class InvokeForkdExecCommand : AgentCmdletBase<ForkdExecResult>
     protected override string ShouldProcessAction => "Run a command";
 
     protected override Task<ForkdExecResult> CallAsync(ChildRegistry registry, ForkdChild child, CancellationToken cancellationToken) =>
-        AgentCalls.ExecAsync(registry, child, Command, TimeSpan.FromSeconds(TimeoutSec), cancellationToken);
+        AgentCalls.ExecAsync(registry, child, Command, TimeSpan.FromSeconds(TimeoutSec), MaxReplyBytes, cancellationToken);
 }

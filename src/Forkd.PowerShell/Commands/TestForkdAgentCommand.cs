@@ -19,7 +19,11 @@ public sealed class TestForkdAgentCommand : AgentCmdletBase<ForkdAgentStatus>
     {
         try
         {
-            return await AgentCalls.PingAsync(registry, child, TimeSpan.FromSeconds(TimeoutSec), cancellationToken).ConfigureAwait(false);
+            return await AgentCalls.PingAsync(registry, child, TimeSpan.FromSeconds(TimeoutSec), MaxReplyBytes, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ForkdException ex) when (ex.ErrorId == "WarmStateLost")
+        {
+            return new ForkdAgentStatus { ChildId = child.Id, Responding = true, WarmStateLost = true, Error = $"{ex.ErrorId}: {ex.Message}" };
         }
         catch (ForkdException ex)
         {

@@ -21,6 +21,14 @@ public sealed class AgentClientTests
         return (listener, listener.AcceptTcpClientAsync());
     }
 
+    /// <summary>The multiplexed mode (one stream, ids) over a plain TCP socket to the scripted peer.</summary>
+    private static async Task<AgentClient> ConnectStreamAsync(TcpListener listener)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        return new AgentClient(new NetworkStream(socket, ownsSocket: true), "scripted-peer");
+    }
+
     private static async Task<string> ReadRequestIdAsync(StreamReader reader) =>
         System.Text.Json.Nodes.JsonNode.Parse((await reader.ReadLineAsync())!)!["id"]!.GetValue<string>();
 
@@ -29,7 +37,7 @@ public sealed class AgentClientTests
     {
         var (listener, accepted) = await ListenAsync();
         using var _ = listener.Server;
-        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        await using var client = await ConnectStreamAsync(listener);
         using var peer = await accepted;
         var ping = client.PingAsync(TimeSpan.FromSeconds(10));
         using var reader = new StreamReader(peer.GetStream());
@@ -47,7 +55,7 @@ public sealed class AgentClientTests
     {
         var (listener, accepted) = await ListenAsync();
         using var _ = listener.Server;
-        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        await using var client = await ConnectStreamAsync(listener);
         using var peer = await accepted;
         var clock = Stopwatch.StartNew();
 
@@ -62,7 +70,7 @@ public sealed class AgentClientTests
     {
         var (listener, accepted) = await ListenAsync();
         using var _ = listener.Server;
-        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        await using var client = await ConnectStreamAsync(listener);
         var peer = await accepted;
         var ping = client.PingAsync(TimeSpan.FromSeconds(10));
         peer.Close();
@@ -77,7 +85,7 @@ public sealed class AgentClientTests
     {
         var (listener, accepted) = await ListenAsync();
         using var _ = listener.Server;
-        await using var client = await AgentClient.ConnectTcpAsync("127.0.0.1", ((IPEndPoint)listener.LocalEndpoint).Port, TimeSpan.FromSeconds(5), default);
+        await using var client = await ConnectStreamAsync(listener);
         using var peer = await accepted;
         var eval = client.EvalAsync("x", TimeSpan.FromSeconds(10));
         using var reader = new StreamReader(peer.GetStream());

@@ -98,7 +98,16 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        agent.Port = await port.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        try
+        {
+            agent.Port = await port.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        }
+        catch
+        {
+            await agent.DisposeAsync(); // never leave an agent (and its warm-up) running behind a failed start
+            throw;
+        }
+
         return agent;
     }
 

@@ -146,24 +146,27 @@ public sealed class AgentProtocolTests : IAsyncLifetime
         Assert.Equal("unknown action: None", missing["error"]!.GetValue<string>());
     }
 
-    [Fact]
-    public async Task Raw_connection_serves_several_requests_without_ids_and_answers_bad_json()
+    [Theory]
+    [InlineData("not json\n", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)")]
+    [InlineData("[1,2]\n", "AttributeError: 'list' object has no attribute 'get'")]
+    [InlineData("\n", "JSONDecodeError: Expecting value: line 2 column 1 (char 1)")]
+    public async Task A_raw_TCP_connection_gets_one_reply_even_to_bad_input_and_is_closed_like_forkd(string request, string error)
     {
         using var tcp = new TcpClient();
         await tcp.ConnectAsync("127.0.0.1", _agent.Port);
         var stream = tcp.GetStream();
-        await stream.WriteAsync(Encoding.UTF8.GetBytes("not json\n[1,2]\n{\"action\":\"ping\"}\n"));
+        // A second request on the same connection is ignored, as forkd's agent does.
+        await stream.WriteAsync(Encoding.UTF8.GetBytes(request + "{\"action\":\"ping\"}\n"));
         using var reader = new StreamReader(stream);
 
-        var bad = JsonNode.Parse((await reader.ReadLineAsync())!)!;
-        var list = JsonNode.Parse((await reader.ReadLineAsync())!)!;
-        var ping = JsonNode.Parse((await reader.ReadLineAsync())!)!;
+        var all = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(20));
 
-        Assert.Equal("JSONDecodeError: Expecting value: line 1 column 1 (char 0)", bad["error"]!.GetValue<string>());
-        Assert.Contains("Traceback", bad["traceback"]!.GetValue<string>());
-        Assert.Equal("AttributeError: 'list' object has no attribute 'get'", list["error"]!.GetValue<string>());
-        Assert.True(ping["pong"]!.GetValue<bool>());
-        Assert.Null(ping["id"]);
+        var lines = all.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var reply = Assert.Single(lines);
+        var json = JsonNode.Parse(reply)!;
+        Assert.Equal(error, json["error"]!.GetValue<string>());
+        Assert.Contains("Traceback", json["traceback"]!.GetValue<string>());
+        Assert.Equal(1, json["exit_code"]!.GetValue<int>());
     }
 
     [Fact]
