@@ -77,7 +77,7 @@ public sealed class ChildRegistry
 
     /// <summary>Ids of running children of <paramref name="tag"/> (their VMMs map the snapshot's memory file).</summary>
     public IReadOnlyList<string> RunningChildrenOf(string tag) =>
-        [.. List().Where(c => c.State == ChildState.Running && string.Equals(c.Tag, tag, StringComparison.Ordinal)).Select(c => c.Id)];
+        [.. List().Where(c => c.IsAlive && string.Equals(c.Tag, tag, StringComparison.Ordinal)).Select(c => c.Id)];
 
     /// <summary>True when <paramref name="pid"/> is alive and is still the VMM of <paramref name="workDirectory"/>.</summary>
     public bool IsOurProcess(int pid, string workDirectory)
@@ -101,7 +101,8 @@ public sealed class ChildRegistry
                 return null;
             }
 
-            return child with { State = IsOurProcess(child.ProcessId, child.WorkDirectory) ? ChildState.Running : ChildState.Exited };
+            var alive = IsOurProcess(child.ProcessId, child.WorkDirectory);
+            return child with { State = !alive ? ChildState.Exited : child.Paused ? ChildState.Paused : ChildState.Running };
         }
         catch (Exception ex) when (ex is IOException or JsonException or UnauthorizedAccessException)
         {

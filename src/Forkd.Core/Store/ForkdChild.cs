@@ -7,6 +7,9 @@ public enum ChildState
 {
     Running,
     Exited,
+
+    /// <summary>Alive but stopped (Suspend-ForkdChild, or a checkpoint in progress); Resume-ForkdChild continues it.</summary>
+    Paused,
 }
 
 /// <summary>
@@ -70,8 +73,17 @@ public sealed record ForkdChild
     [JsonPropertyName("started_at")]
     public DateTimeOffset StartedAt { get; init; }
 
+    /// <summary>Set by Suspend-ForkdChild, cleared by Resume-ForkdChild; read as <see cref="ChildState.Paused"/> while the VMM lives.</summary>
+    [JsonPropertyName("paused")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Paused { get; init; }
+
     [JsonIgnore]
     public ChildState State { get; init; } = ChildState.Running;
+
+    /// <summary>The VMM process is alive (running or paused): it maps its snapshot's memory.</summary>
+    [JsonIgnore]
+    public bool IsAlive => State is ChildState.Running or ChildState.Paused;
 
     public override string ToString() => Id;
 }
