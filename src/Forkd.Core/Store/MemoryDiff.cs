@@ -139,3 +139,39 @@ public static class MemoryDiff
         new("SnapshotDiffInvalid", ForkdErrorKind.InvalidData, $"the memory diff {path} is damaged: {why}", path)
         { Hint = "Remove the snapshot (Remove-ForkdSnapshot) and checkpoint its source again." };
 }
+
+/// <summary>The allocated extents of a sparse file (SEEK_DATA / SEEK_HOLE), as Firecracker's Diff snapshots write them.</summary>
+public static class SparseExtents
+{
+    private const int SeekData = 3;
+    private const int SeekHole = 4;
+
+    /// <summary>The file's data as page runs: each allocated extent, widened to whole pages, with its bytes.</summary>
+    public static List<DiffRun> ReadRuns(string path, CancellationToken cancellationToken)
+    {
+        using var file = File.OpenHandle(path);
+        var length = RandomAccess.GetLength(file);
+        var fd = (int)file.DangerousGetHandle();
+        var runs = new List<DiffRun>();
+        long offset = 0;
+        while (offset < length)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var data = Tmds.Linux.LibC.lseek(fd, offset, SeekData);
+            if (data < 0)
+            {
+                break; // ENXIO: no data after offset
+            }
+
+            var hole = Math.Min((long)Tmds.Linux.LibC.lseek(fd, data, SeekHole), length);
+            var first = data / MemoryDiff.PageSize;
+            var end = (hole + MemoryDiff.PageSize - 1) / MemoryDiff.PageSize;
+            var bytes = new byte[(end - first) * MemoryDiff.PageSize];
+            RandomAccess.Read(file, bytes, first * MemoryDiff.PageSize);
+            runs.Add(new DiffRun(first, bytes));
+            offset = end * MemoryDiff.PageSize;
+        }
+
+        return runs;
+    }
+}

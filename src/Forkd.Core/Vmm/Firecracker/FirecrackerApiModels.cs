@@ -77,7 +77,8 @@ public sealed record FcMemoryBackend(
 public sealed record FcSnapshotLoad(
     [property: JsonPropertyName("snapshot_path")] string SnapshotPath,
     [property: JsonPropertyName("mem_backend")] FcMemoryBackend MemBackend,
-    [property: JsonPropertyName("resume_vm")] bool ResumeVm);
+    [property: JsonPropertyName("resume_vm")] bool ResumeVm,
+    [property: JsonPropertyName("track_dirty_pages")] bool? TrackDirtyPages = null);
 
 /// <summary>Error body of every failed call (definition Error).</summary>
 public sealed record FcError([property: JsonPropertyName("fault_message")] string? FaultMessage);

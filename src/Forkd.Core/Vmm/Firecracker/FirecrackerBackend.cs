@@ -12,7 +12,7 @@ namespace Forkd.Core.Vmm.Firecracker;
 /// started in its own work dir therefore opens its own disk files and its own vsock socket,
 /// with no override calls, on every Firecracker version.
 /// </summary>
-public sealed class FirecrackerBackend : IVmmBackend
+public sealed partial class FirecrackerBackend : IVmmBackend
 {
     public const string ApiSocketName = "fc.sock";
     public const string ConsoleLogName = "console.log";
@@ -190,7 +190,8 @@ public sealed class FirecrackerBackend : IVmmBackend
             await vm.Api.LoadSnapshotAsync(new FcSnapshotLoad(
                 Path.GetFullPath(spec.Snapshot.VmStatePath),
                 FcMemoryBackend.File(Path.GetFullPath(spec.Snapshot.MemoryPath)),
-                ResumeVm: true), cancellationToken).ConfigureAwait(false);
+                ResumeVm: true,
+                TrackDirtyPages: TrackDirtyPages ? true : null), cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
