@@ -72,7 +72,7 @@ internal static class GuestRam
             if (runStart >= 0 && (!written || runLength * Page >= MaxRunBytes))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var data = new byte[runLength * Page];
+                var data = GC.AllocateUninitializedArray<byte>((int)(runLength * Page)); // filled by the read: no zeroing in the pause
                 ReadFully(mem, data, mapping.Start + (runStart * Page));
                 runs.Add(new DiffRun(runStart, data));
                 runStart = written ? page : -1;
