@@ -27,7 +27,11 @@ public sealed record CheckpointProgress(string Stage, int Percent);
 
 /// <summary>The new snapshot, and what the checkpoint cost the source child.</summary>
 public sealed record CheckpointResult(SnapshotInfo Snapshot, TimeSpan PauseTime, long BytesWritten, SnapshotKinds Mode, string SourceChildId,
-    string ParentTag, long CapturedPages, long TotalPages);
+    string ParentTag, long CapturedPages, long TotalPages)
+{
+    /// <summary>Where the pause went (ms per step), as the backend measured it.</summary>
+    public IReadOnlyList<KeyValuePair<string, double>> PausePhases { get; init; } = [];
+}
 
 /// <summary>
 /// Branches a running child (forkd's BRANCH, Hyper-V's Checkpoint-VM): pauses it, saves it as a new snapshot and
@@ -140,7 +144,8 @@ public sealed class Checkpointer
             cancellationToken.ThrowIfCancellationRequested();
             var installed = _store.Install(tagLock, staging, request.Force);
             return new CheckpointResult(installed, capture.PauseTime, capture.BytesWritten, request.Mode, child.Id, parent.Tag,
-                capture.CapturedPages, capture.TotalPages);
+                capture.CapturedPages, capture.TotalPages)
+            { PausePhases = capture.PausePhases };
         }
         finally
         {

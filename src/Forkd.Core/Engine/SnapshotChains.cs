@@ -114,6 +114,7 @@ public sealed partial class SnapshotChains
         }
 
         var diff = Path.Combine(link.Path, Path.GetFileName(link.Metadata.MemoryDiff!));
+        RemoveDeadAssemblies(image);
         var temp = $"{image}.assembling-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {
@@ -135,6 +136,20 @@ public sealed partial class SnapshotChains
         }
 
         return image;
+    }
+
+    /// <summary>Deletes half-assembled images whose process died (a crash mid-assembly); a live process's stays.</summary>
+    private static void RemoveDeadAssemblies(string image)
+    {
+        var prefix = Path.GetFileName(image) + ".assembling-";
+        foreach (var stale in Directory.EnumerateFiles(Path.GetDirectoryName(image)!, prefix + "*"))
+        {
+            var pid = Path.GetFileName(stale)[prefix.Length..].Split('-')[0];
+            if (int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var p) && !ProcessControl.IsAlive(p))
+            {
+                File.Delete(stale);
+            }
+        }
     }
 
     public static ForkdException Broken(string tag, string why, Exception? inner = null) =>

@@ -25,7 +25,11 @@ public sealed record ChildCaptureRequest
 /// <param name="BackendConfig">The settings children of the new snapshot need (as <see cref="IVmmBackend.SnapshotConfig"/> gives).</param>
 /// <param name="CapturedPages">Pages written to the memory file (all non-zero pages for Full, the dirty pages for Diff).</param>
 /// <param name="TotalPages">Pages of guest RAM.</param>
-public sealed record ChildCapture(TimeSpan PauseTime, long BytesWritten, JsonObject BackendConfig, long CapturedPages, long TotalPages);
+public sealed record ChildCapture(TimeSpan PauseTime, long BytesWritten, JsonObject BackendConfig, long CapturedPages, long TotalPages)
+{
+    /// <summary>Where the pause went, in ms, step by step (for -Verbose and the benchmark); empty when the backend does not say.</summary>
+    public IReadOnlyList<KeyValuePair<string, double>> PausePhases { get; init; } = [];
+}
 
 /// <summary>
 /// A backend that can pause, resume and checkpoint a child that is already running (one it restored earlier, found

@@ -55,6 +55,11 @@ public sealed class CheckpointForkdChildCommand : ForkdCmdlet
             });
             WriteVerbose($"checkpoint of {result.SourceChildId} as '{Tag}' ({Mode}): paused {result.PauseTime.TotalMilliseconds:0.0} ms, " +
                          $"{result.CapturedPages} of {result.TotalPages} pages, {result.BytesWritten} bytes written");
+            if (result.PausePhases.Count > 0)
+            {
+                WriteVerbose("pause: " + string.Join(", ", result.PausePhases.Select(p => $"{p.Key} {p.Value:0.0} ms")));
+            }
+
             var output = PSObject.AsPSObject(result.Snapshot);
             output.Properties.Add(new PSNoteProperty("PauseTime", result.PauseTime));
             output.Properties.Add(new PSNoteProperty("BytesWritten", result.BytesWritten));

@@ -154,6 +154,22 @@ public sealed class CheckpointChainTests : IDisposable
     }
 
     [Fact]
+    public void An_assembly_left_by_a_dead_process_is_removed_and_a_live_one_kept()
+    {
+        MakeRoot("root", 0x10);
+        var d1 = MakeDiff("d1", "root", 1, 0xA1);
+        using var exited = System.Diagnostics.Process.Start("true");
+        exited.WaitForExit();
+        var dead = Path.Combine(d1, $"memory.bin.assembling-{exited.Id}-0123");
+        var live = Path.Combine(d1, $"memory.bin.assembling-{Environment.ProcessId}-4567");
+        File.WriteAllText(dead, "half");
+        File.WriteAllText(live, "in progress");
+        new SnapshotChains(_store).PrepareMemory(_store.Get("d1"), CancellationToken.None);
+        Assert.False(File.Exists(dead));
+        Assert.True(File.Exists(live));
+    }
+
+    [Fact]
     public void A_changed_parent_image_breaks_the_chain_with_SnapshotChainBroken()
     {
         var root = MakeRoot("root", 0x10);

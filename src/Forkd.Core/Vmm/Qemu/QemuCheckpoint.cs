@@ -44,24 +44,36 @@ public sealed partial class QemuBackend : IChildControl
         var wasRunning = status == "running";
         List<DiffRun>? written = null;
         long memoryBytes = 0;
+        var phases = new List<KeyValuePair<string, double>>();
         var clock = Stopwatch.StartNew();
+        var lap = TimeSpan.Zero;
+        void Lap(string phase)
+        {
+            phases.Add(new(phase, Math.Round((clock.Elapsed - lap).TotalMilliseconds, 2)));
+            lap = clock.Elapsed;
+        }
+
         try
         {
             if (wasRunning)
             {
                 await qmp.ExecuteAsync("stop", null, cancellationToken).ConfigureAwait(false);
+                Lap("stop");
             }
 
             request.OnPaused?.Invoke();
             await qmp.ExecuteAsync("xen-save-devices-state", new JsonObject { ["filename"] = deviceState, ["live"] = false }, cancellationToken)
                 .ConfigureAwait(false);
+            Lap("device state");
             if (request.Kind == SnapshotKinds.Diff)
             {
                 written = GuestRam.ReadWrittenPages(child.ProcessId, mapping, cancellationToken);
+                Lap("pagemap + copy written pages");
             }
             else
             {
                 memoryBytes = GuestRam.CopyAll(child.ProcessId, mapping, memoryOut, cancellationToken);
+                Lap("write all RAM");
             }
         }
         finally
@@ -70,6 +82,7 @@ public sealed partial class QemuBackend : IChildControl
             if (wasRunning)
             {
                 await qmp.ExecuteAsync("cont", null, CancellationToken.None).ConfigureAwait(false);
+                Lap("cont");
             }
         }
 
@@ -89,7 +102,7 @@ public sealed partial class QemuBackend : IChildControl
         File.Delete(deviceState);
         var config = parentConfig.DeepClone().AsObject();
         config[QemuVmState.HeaderBytesKey] = header.Length;
-        return new ChildCapture(pause, vmstateBytes + memoryBytes, config, captured, mapping.Pages);
+        return new ChildCapture(pause, vmstateBytes + memoryBytes, config, captured, mapping.Pages) { PausePhases = phases };
     }
 
     private static Task<QmpClient> ConnectChildAsync(ForkdChild child, CancellationToken cancellationToken)
