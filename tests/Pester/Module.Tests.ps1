@@ -1,7 +1,7 @@
 # Conventions every exported cmdlet must follow, checked on the built module as users load it.
 BeforeDiscovery {
     Import-Module $env:FORKD_MODULE_PATH -Force
-    $stateVerbs = 'New', 'Remove', 'Set', 'Import', 'Export', 'Invoke', 'Stop', 'Start', 'Publish', 'Initialize', 'Build', 'Clear'
+    $stateVerbs = 'New', 'Remove', 'Set', 'Import', 'Export', 'Invoke', 'Stop', 'Start', 'Publish', 'Initialize', 'Build', 'Clear', 'Checkpoint', 'Suspend', 'Resume', 'Merge'
     $script:commands = Get-Command -Module Forkd -CommandType Cmdlet | ForEach-Object {
         @{ Name = $_.Name; ChangesState = $_.Verb -in $stateVerbs }
     }

@@ -51,7 +51,7 @@ public static class ChildNetworkAllocator
 
         lock (Gate)
         {
-            var used = registry.List().Where(c => c.State == ChildState.Running && c.NetworkNamespace is not null)
+            var used = registry.List().Where(c => c.IsAlive && c.NetworkNamespace is not null)
                 .Select(c => c.NetworkNamespace!).ToHashSet();
             var existing = ChildNetworks.ListNamespaces().Where(ChildNetworks.IsOurNamespace).ToList();
             var free = existing.Where(n => !used.Contains(n)).OrderBy(ChildNetworks.IndexOf).Take(count).ToList();

@@ -57,6 +57,12 @@ public sealed class ForkdEngine
     /// <summary>Ends a child: its VMM, work dir, cgroup and registry record.</summary>
     public Task<ChildStopResult> StopChildAsync(ForkdChild child) => ChildStopper.StopAsync(Children, child);
 
+    /// <summary>Checkpoint-ForkdChild, Suspend-ForkdChild, Resume-ForkdChild: a running child's pause, resume and branch.</summary>
+    public Checkpointer Checkpoints => new(Store, Backends);
+
+    /// <summary>Diff chains: verification, memory assembly, Merge-ForkdSnapshot.</summary>
+    public SnapshotChains Chains => new(Store);
+
     public PackInstaller Packs => new(Store);
 
     public PackWriter PackWriter => new(Paths);

@@ -51,6 +51,14 @@ public sealed class PackWriter
             throw SnapshotStore.NotFound(tag, dir);
         }
 
+        // Branching: a diff snapshot needs its chain; pack manifest v2 (chain[]) is not written yet, so say how to export it.
+        if (SnapshotMetadata.Load(dir).IsDiff)
+        {
+            throw new ForkdException("PackChainNotSupported", ForkdErrorKind.NotSupported,
+                $"snapshot '{tag}' is a diff over '{SnapshotMetadata.Load(dir).ParentTag}'; packs of diff chains are not supported yet", tag)
+            { Hint = $"Merge-ForkdSnapshot -Tag {tag} -DestinationTag {tag}-flat, then export the standalone {tag}-flat." };
+        }
+
         var sources = CollectSources(tag, dir);
         var outputDir = Path.GetDirectoryName(destination)!;
         if (!Directory.Exists(outputDir))

@@ -100,7 +100,7 @@ public sealed partial class ChildRegistry
 
     /// <summary>Ids of running (or orphaned) children of <paramref name="tag"/>: their VMMs map the snapshot's memory file.</summary>
     public IReadOnlyList<string> RunningChildrenOf(string tag) =>
-        [.. List().Where(c => c.State is ChildState.Running or ChildState.Orphaned && string.Equals(c.Tag, tag, StringComparison.Ordinal)).Select(c => c.Id)];
+        [.. List().Where(c => c.IsAlive && string.Equals(c.Tag, tag, StringComparison.Ordinal)).Select(c => c.Id)];
 
     private List<ForkdChild> ReadRecords()
     {
@@ -132,7 +132,7 @@ public sealed partial class ChildRegistry
                 return null; // a record must name itself: a copied or planted file cannot stand in for another child
             }
 
-            return child with { State = IsOurProcess(child) ? ChildState.Running : ChildState.Exited };
+            return child with { State = !IsOurProcess(child) ? ChildState.Exited : child.Paused ? ChildState.Paused : ChildState.Running };
         }
         catch (Exception ex) when (ex is IOException or JsonException or UnauthorizedAccessException)
         {

@@ -13,6 +13,9 @@ public enum ChildState
     /// scanning the process table; Stop-ForkdChild and Remove-ForkdStaleWorkDir end it.
     /// </summary>
     Orphaned,
+
+    /// <summary>Alive but stopped (Suspend-ForkdChild, or a checkpoint in progress); Resume-ForkdChild continues it.</summary>
+    Paused,
 }
 
 /// <summary>
@@ -99,8 +102,17 @@ public sealed record ForkdChild
     [JsonPropertyName("started_at")]
     public DateTimeOffset StartedAt { get; init; }
 
+    /// <summary>Set by Suspend-ForkdChild, cleared by Resume-ForkdChild; read as <see cref="ChildState.Paused"/> while the VMM lives.</summary>
+    [JsonPropertyName("paused")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Paused { get; init; }
+
     [JsonIgnore]
     public ChildState State { get; init; } = ChildState.Running;
+
+    /// <summary>The VMM process is alive (running or paused): it maps its snapshot's memory.</summary>
+    [JsonIgnore]
+    public bool IsAlive => State is ChildState.Running or ChildState.Paused or ChildState.Orphaned;
 
     public override string ToString() => Id;
 }

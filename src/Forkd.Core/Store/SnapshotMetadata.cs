@@ -4,6 +4,41 @@ using System.Text.Json.Serialization;
 
 namespace Forkd.Core.Store;
 
+/// <summary>Where a checkpointed or merged snapshot came from (recorded, never needed to fork it).</summary>
+public sealed record SnapshotSource
+{
+    /// <summary><c>checkpoint</c> (Checkpoint-ForkdChild) or <c>merge</c> (Merge-ForkdSnapshot).</summary>
+    [JsonPropertyName("kind")]
+    public string Kind { get; init; } = "checkpoint";
+
+    [JsonPropertyName("child_id")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ChildId { get; init; }
+
+    /// <summary>The snapshot the source child was forked from (or the merged chain's head).</summary>
+    [JsonPropertyName("parent_tag")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ParentTag { get; init; }
+
+    /// <summary><c>full</c> or <c>diff</c>.</summary>
+    [JsonPropertyName("mode")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Mode { get; init; }
+
+    [JsonPropertyName("pause_ms")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? PauseMilliseconds { get; init; }
+
+    [JsonPropertyName("bytes_written")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? BytesWritten { get; init; }
+
+    /// <summary>The tags of a merged chain, root to head.</summary>
+    [JsonPropertyName("chain")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Chain { get; init; }
+}
+
 /// <summary>A volume attached to every child of a snapshot (forkd's <c>VolumeSpec</c>).</summary>
 /// <remarks>An empty <see cref="HostPath"/> is a volume imported from a pack and not bound on this host yet.</remarks>
 public sealed record VolumeSpec(
@@ -63,6 +98,34 @@ public sealed record SnapshotMetadata
     [JsonPropertyName("backend_config")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public JsonObject? BackendConfig { get; init; }
+
+    // --- Branching (Checkpoint-ForkdChild): what a snapshot is a diff of, and where it came from ---
+
+    /// <summary>forkd 0.5's <c>parent_tag</c>: the snapshot this one's memory diff applies to (null for a standalone snapshot).</summary>
+    [JsonPropertyName("parent_tag")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ParentTag { get; init; }
+
+    /// <summary>forkd 0.5's <c>parent_content_hash</c>: SHA-256 of the parent's memory image when the diff was taken.</summary>
+    [JsonPropertyName("parent_content_hash")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ParentContentHash { get; init; }
+
+    /// <summary>The diff file (relative to the snapshot dir) when this is a diff snapshot; its memory image is assembled on first fork.</summary>
+    [JsonPropertyName("memory_diff")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? MemoryDiff { get; init; }
+
+    /// <summary>The running child this snapshot was checkpointed from, or the chain it was merged from.</summary>
+    [JsonPropertyName("source")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public SnapshotSource? Source { get; init; }
+
+    /// <summary>True when children need the parent chain (a diff over <see cref="ParentTag"/>).</summary>
+    [JsonIgnore]
+    public bool IsDiff => ParentTag is not null && MemoryDiff is not null;
+
+    // --- end of branching block ---
 
     private static readonly JsonSerializerOptions Options = new() { WriteIndented = true, IndentSize = 2 };
 

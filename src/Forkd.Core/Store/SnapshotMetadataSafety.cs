@@ -37,6 +37,7 @@ public static unsafe class SnapshotMetadataSafety
         var check = new Checker(dir, errorId, source);
         check.Canonical(root, "vmstate", SnapshotFiles.VmState);
         check.Canonical(root, "memory", SnapshotFiles.Memory);
+        check.File(root, "memory_diff", "memory_diff", optional: true);
         var volumes = root["volumes"] as JsonArray ?? [];
         var hostPaths = new List<string>();
         for (var i = 0; i < volumes.Count; i++)

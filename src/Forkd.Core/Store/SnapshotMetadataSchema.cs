@@ -38,6 +38,20 @@ public static class SnapshotMetadataSchema
         ["memory_mib"] = Integer(1, 1 << 20),
         ["vcpu_count"] = Integer(1, 256),
         ["backend_config"] = (v, f, c) => { }, // checked after the backend is known
+        // A diff snapshot's link to its parent (forkd 0.5) and where a checkpoint came from.
+        ["parent_tag"] = Name(),
+        ["parent_content_hash"] = Text(),
+        ["memory_diff"] = Name(),
+        ["source"] = Closed(new(StringComparer.Ordinal)
+        {
+            ["kind"] = OneOf("checkpoint", "merge"),
+            ["child_id"] = Name(),
+            ["parent_tag"] = Name(),
+            ["mode"] = OneOf("full", "diff"),
+            ["pause_ms"] = Number(0, 1e9),
+            ["bytes_written"] = Integer(0, long.MaxValue),
+            ["chain"] = ArrayOf(64, Name(required: true)),
+        }),
     };
 
     private static readonly Dictionary<string, Rule> VolumeKeys = new(StringComparer.Ordinal)
@@ -65,6 +79,7 @@ public static class SnapshotMetadataSchema
             ["root"] = Boolean(),
         })),
         ["nic_mac"] = Text(),
+        ["vmstate_header_bytes"] = Integer(0, 1 << 30), // a checkpoint's composed vmstate: where the parent's header ends
     };
 
     private static readonly Dictionary<string, Rule> FirecrackerConfig = new(StringComparer.Ordinal)
@@ -265,6 +280,24 @@ public static class SnapshotMetadataSchema
         if (Kind(v) != JsonValueKind.Number || !v!.AsValue().TryGetValue<long>(out var n))
         {
             throw Invalid(ctx, field, $"must be a whole number, not {Describe(v)}");
+        }
+
+        if (n < min || n > max)
+        {
+            throw Invalid(ctx, field, $"is {n}; expected {min}..{max}");
+        }
+    };
+
+    private static Rule Number(double min, double max) => (v, field, ctx) =>
+    {
+        if (Missing.Is(v) || Kind(v) == JsonValueKind.Null)
+        {
+            return;
+        }
+
+        if (Kind(v) != JsonValueKind.Number || !v!.AsValue().TryGetValue<double>(out var n) || !double.IsFinite(n))
+        {
+            throw Invalid(ctx, field, $"must be a number, not {Describe(v)}");
         }
 
         if (n < min || n > max)

@@ -11,7 +11,7 @@ namespace Forkd.Core.Store;
 /// so at every instant the tag names the old or the new snapshot, never none; "children of this tag are
 /// running" is checked here, from the registry, for every change.
 /// </summary>
-public sealed class SnapshotStore
+public sealed partial class SnapshotStore
 {
     /// <param name="children">The registry of this data dir; a test may pass one that reads another /proc.</param>
     public SnapshotStore(ForkdPaths paths, ChildRegistry? children = null)
@@ -99,6 +99,7 @@ public sealed class SnapshotStore
         }
 
         ThrowIfChildrenRun(tag, "remove it");
+        ThrowIfDependents(tag); // diff snapshots over this one need its memory (SnapshotStore.Dependents.cs)
         // Rename first so a half-finished delete never looks like a valid (but damaged) snapshot; a crash after
         // the rename leaves a dead remove dir that the next store operation finishes deleting.
         var doomed = WorkDirectories.Create(Paths, WorkDirKind.Remove, tag);
@@ -240,7 +241,8 @@ public sealed class SnapshotStore
         }
 
         var vmstate = File.Exists(Path.Combine(dir, SnapshotFiles.VmState));
-        var memory = File.Exists(metadata.ResolveMemory(dir));
+        // A diff snapshot is complete with its diff: its memory image is assembled from the chain on first fork.
+        var memory = File.Exists(metadata.ResolveMemory(dir)) || (metadata.IsDiff && File.Exists(Path.Combine(dir, Path.GetFileName(metadata.MemoryDiff!))));
         return new SnapshotInfo
         {
             Tag = tag,

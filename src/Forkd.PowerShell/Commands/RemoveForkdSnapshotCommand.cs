@@ -20,6 +20,10 @@ public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>Also remove the diff snapshots that depend on the tag (named in the confirmation).</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     protected override void ProcessRecord()
     {
         var store = Store;
@@ -35,10 +39,15 @@ public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
                 var snapshot = store.Get(tag);
                 // Ask only once the remove could happen: a snapshot with running children is refused first.
                 store.ThrowIfChildrenRun(tag, "remove it");
-                if (ShouldProcess($"{tag} ({snapshot.Path})", "Remove snapshot"))
+                var dependents = Force ? store.Dependents(tag) : [];
+                var what = dependents.Count == 0 ? "Remove snapshot" : $"Remove snapshot and the {dependents.Count} diff snapshot(s) that depend on it: {string.Join(", ", dependents)}";
+                if (ShouldProcess($"{tag} ({snapshot.Path})", what))
                 {
-                    store.Remove(tag);
-                    WriteVerbose($"removed snapshot '{tag}' at {snapshot.Path}");
+                    foreach (var removed in Force ? store.RemoveWithDependents(tag) : Remove(store, tag))
+                    {
+                        WriteVerbose($"removed snapshot '{removed}'");
+                    }
+
                     if (PassThru)
                     {
                         WriteObject(snapshot);
@@ -50,5 +59,11 @@ public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
                 WriteForkdError(ex, tag);
             }
         }
+    }
+
+    private static string[] Remove(SnapshotStore store, string tag)
+    {
+        store.Remove(tag); // refuses (SnapshotHasDependents) while diff snapshots need it
+        return [tag];
     }
 }

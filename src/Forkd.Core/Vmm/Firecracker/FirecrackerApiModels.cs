@@ -79,7 +79,8 @@ public sealed record FcSnapshotLoad(
     [property: JsonPropertyName("snapshot_path")] string SnapshotPath,
     [property: JsonPropertyName("mem_backend")] FcMemoryBackend MemBackend,
     [property: JsonPropertyName("resume_vm")] bool ResumeVm,
-    [property: JsonPropertyName("network_overrides")] IReadOnlyList<FcNetworkOverride>? NetworkOverrides = null);
+    [property: JsonPropertyName("network_overrides")] IReadOnlyList<FcNetworkOverride>? NetworkOverrides = null,
+    [property: JsonPropertyName("track_dirty_pages")] bool? TrackDirtyPages = null);
 
 /// <summary>definition NetworkOverride.</summary>
 public sealed record FcNetworkOverride(

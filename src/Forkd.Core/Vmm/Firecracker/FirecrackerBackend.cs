@@ -12,7 +12,7 @@ namespace Forkd.Core.Vmm.Firecracker;
 /// started in its own work dir therefore opens its own disk files and its own vsock socket,
 /// with no override calls, on every Firecracker version.
 /// </summary>
-public sealed class FirecrackerBackend : IVmmBackend
+public sealed partial class FirecrackerBackend : IVmmBackend
 {
     public const string ApiSocketName = "fc.sock";
     public const string ConsoleLogName = "console.log";
@@ -215,7 +215,8 @@ public sealed class FirecrackerBackend : IVmmBackend
                 Path.GetFullPath(spec.Snapshot.VmStatePath),
                 FcMemoryBackend.File(Path.GetFullPath(spec.Snapshot.MemoryPath)),
                 ResumeVm: true,
-                ForkdSnapshotLayout.IsForkdLayout(config) ? ForkdSnapshotLayout.NetworkOverridesFor(config, spec.NetworkNamespace) : null),
+                ForkdSnapshotLayout.IsForkdLayout(config) ? ForkdSnapshotLayout.NetworkOverridesFor(config, spec.NetworkNamespace) : null,
+                TrackDirtyPages: TrackDirtyPages ? true : null),
                 cancellationToken).ConfigureAwait(false);
             return vm;
         }

@@ -11,7 +11,7 @@ namespace Forkd.Core.Vmm.Qemu;
 /// migration of device state only (<c>x-ignore-shared</c>), and each child maps that file private
 /// (copy-on-write) and loads the device state with <c>migrate-incoming</c>.
 /// </summary>
-public sealed class QemuBackend : IVmmBackend
+public sealed partial class QemuBackend : IVmmBackend
 {
     public QemuBackend(string executable = "qemu-system-x86_64")
     {
@@ -29,7 +29,7 @@ public sealed class QemuBackend : IVmmBackend
         Volumes = true,
         Networks = true,
         AgentTransports = [AgentTransport.Unix, AgentTransport.Tcp],
-        SnapshotKinds = SnapshotKinds.Full,
+        SnapshotKinds = SnapshotKinds.Full | SnapshotKinds.Diff, // Diff: a child's written pages, from pagemap (QemuCheckpoint.cs)
     };
 
     /// <summary>Where accelerator verdicts are cached and probe VMs get their work dirs.</summary>

@@ -42,6 +42,8 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
     private bool _bootSource;
     private State _state = State.Fresh;
 
+    private bool _trackDirtyPages;
+
     private enum State
     {
         Fresh,
@@ -162,6 +164,11 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
             _state = State.Configured;
         }
 
+        if (opId is "putMachineConfiguration" or "patchMachineConfiguration" && body?["track_dirty_pages"] is JsonNode track)
+        {
+            _trackDirtyPages = (bool)track;
+        }
+
         switch (opId)
         {
             case "putGuestBootSource":
@@ -224,7 +231,14 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
                     return Fault(Violation($"{method} {path}: the microVM must be Paused, it is {_state}"));
                 }
 
-                WriteSnapshot((string)body!["snapshot_path"]!, (string)body["mem_file_path"]!);
+                // Firecracker refuses a Diff snapshot of a microVM without dirty page tracking (machine-config or snapshot/load).
+                var diffSnapshot = (string?)body!["snapshot_type"] == "Diff";
+                if (diffSnapshot && !_trackDirtyPages)
+                {
+                    return Fault(Violation($"{method} {path}: a Diff snapshot needs dirty page tracking (track_dirty_pages) enabled"));
+                }
+
+                WriteSnapshot((string)body["snapshot_path"]!, (string)body["mem_file_path"]!, diffSnapshot);
                 return NoContent;
             case "loadSnapshot":
                 return Load(method, path, body!);
@@ -282,6 +296,7 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
         }
 
         _vsockPath = (string?)saved["vsock"];
+        _trackDirtyPages = (bool?)body["track_dirty_pages"] == true || (bool?)body["enable_diff_snapshots"] == true;
         LoadedFromSnapshot = true;
         _state = (bool?)body["resume_vm"] == true ? State.Running : State.Paused;
         StartVsock();
@@ -289,7 +304,7 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
     }
 
     /// <summary>Writes a stand-in vmstate (what the real one would name: drives, vsock) and a memory file.</summary>
-    private void WriteSnapshot(string snapshotPath, string memPath)
+    private void WriteSnapshot(string snapshotPath, string memPath, bool diff = false)
     {
         var drives = new JsonObject();
         foreach (var (id, p) in _drives)
@@ -298,7 +313,11 @@ public sealed partial class FakeFirecrackerServer : IAsyncDisposable
         }
 
         File.WriteAllText(Resolve(snapshotPath), new JsonObject { ["drives"] = drives, ["vsock"] = _vsockPath }.ToJsonString());
-        File.WriteAllBytes(Resolve(memPath), new byte[4096]);
+        // A Diff memory file is sparse: here two 4 KiB pages, the second one dirty (written as 'D').
+        using var memory = new FileStream(Resolve(memPath), FileMode.Create, FileAccess.Write);
+        memory.SetLength(2 * 4096);
+        memory.Position = diff ? 4096 : 0;
+        memory.Write(Enumerable.Repeat(diff ? (byte)'D' : (byte)0, 4096).ToArray());
     }
 
     private void StartVsock()

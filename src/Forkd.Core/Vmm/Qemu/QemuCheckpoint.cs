@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Forkd.Core.Host;
+using Forkd.Core.Store;
+
+namespace Forkd.Core.Vmm.Qemu;
+
+/// <summary>Pause, resume and checkpoint of a running QEMU child, over its QMP socket (closed again after each call).</summary>
+public sealed partial class QemuBackend : IChildControl
+{
+    private const string DeviceStateFile = "devices.state";
+
+    public async Task PauseChildAsync(ForkdChild child, CancellationToken cancellationToken)
+    {
+        await using var qmp = await ConnectChildAsync(child, cancellationToken).ConfigureAwait(false);
+        await qmp.ExecuteAsync("stop", null, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task ResumeChildAsync(ForkdChild child, CancellationToken cancellationToken)
+    {
+        await using var qmp = await ConnectChildAsync(child, cancellationToken).ConfigureAwait(false);
+        await qmp.ExecuteAsync("cont", null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The pause covers only what must see a still guest: the device state (tens of KiB) and the guest RAM pages
+    /// (all of them for Full, written straight to memory.bin; the child's written pages for Diff, copied into memory).
+    /// The diff file and the composed vmstate are written after the resume.
+    /// </summary>
+    public async Task<ChildCapture> CaptureAsync(ForkdChild child, ChildCaptureRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(child);
+        ArgumentNullException.ThrowIfNull(request);
+        var parentConfig = request.Parent.Metadata.BackendConfig
+            ?? throw new ForkdException("SnapshotIncomplete", ForkdErrorKind.InvalidData, $"snapshot '{request.Parent.Tag}' has no backend settings", request.Parent.Tag);
+        var memoryFile = child.MemoryFile ?? request.Parent.Metadata.ResolveMemory(request.Parent.Path);
+        var header = QemuVmState.Header(request.Parent.Metadata.ResolveVmState(request.Parent.Path), parentConfig);
+        var mapping = GuestRam.Find(child.ProcessId, memoryFile);
+        var deviceState = Path.Combine(request.StagingDirectory, DeviceStateFile);
+        var memoryOut = Path.Combine(request.StagingDirectory, SnapshotFiles.Memory);
+
+        await using var qmp = await ConnectChildAsync(child, cancellationToken).ConfigureAwait(false);
+        var status = (await qmp.ExecuteAsync("query-status", null, cancellationToken).ConfigureAwait(false))?["status"]?.GetValue<string>();
+        var wasRunning = status == "running";
+        List<DiffRun>? written = null;
+        long memoryBytes = 0;
+        var phases = new List<KeyValuePair<string, double>>();
+        var clock = Stopwatch.StartNew();
+        var lap = TimeSpan.Zero;
+        void Lap(string phase)
+        {
+            phases.Add(new(phase, Math.Round((clock.Elapsed - lap).TotalMilliseconds, 2)));
+            lap = clock.Elapsed;
+        }
+
+        try
+        {
+            if (wasRunning)
+            {
+                await qmp.ExecuteAsync("stop", null, cancellationToken).ConfigureAwait(false);
+                Lap("stop");
+            }
+
+            request.OnPaused?.Invoke();
+            await qmp.ExecuteAsync("xen-save-devices-state", new JsonObject { ["filename"] = deviceState, ["live"] = false }, cancellationToken)
+                .ConfigureAwait(false);
+            Lap("device state");
+            if (request.Kind == SnapshotKinds.Diff)
+            {
+                written = GuestRam.ReadWrittenPages(child.ProcessId, mapping, cancellationToken);
+                Lap("pagemap + copy written pages");
+            }
+            else
+            {
+                memoryBytes = GuestRam.CopyAll(child.ProcessId, mapping, memoryOut, cancellationToken);
+                Lap("write all RAM");
+            }
+        }
+        finally
+        {
+            // Whatever happened (Ctrl+C included), a child that was running runs on.
+            if (wasRunning)
+            {
+                await qmp.ExecuteAsync("cont", null, CancellationToken.None).ConfigureAwait(false);
+                Lap("cont");
+            }
+        }
+
+        var pause = clock.Elapsed;
+        long captured;
+        if (written is not null)
+        {
+            memoryBytes = MemoryDiff.Write(Path.Combine(request.StagingDirectory, MemoryDiff.FileName), mapping.Length, written);
+            captured = written.Sum(r => r.PageCount);
+        }
+        else
+        {
+            captured = memoryBytes / MemoryDiff.PageSize;
+        }
+
+        var vmstateBytes = QemuVmState.Compose(header, deviceState, Path.Combine(request.StagingDirectory, SnapshotFiles.VmState));
+        File.Delete(deviceState);
+        var config = parentConfig.DeepClone().AsObject();
+        config[QemuVmState.HeaderBytesKey] = header.Length;
+        return new ChildCapture(pause, vmstateBytes + memoryBytes, config, captured, mapping.Pages) { PausePhases = phases };
+    }
+
+    private static Task<QmpClient> ConnectChildAsync(ForkdChild child, CancellationToken cancellationToken)
+    {
+        if (!ProcessControl.IsAlive(child.ProcessId))
+        {
+            throw new ForkdException("ChildNotRunning", ForkdErrorKind.NotFound, $"child {child.Id} is not running (pid {child.ProcessId})", child.Id)
+            { Hint = "Get-ForkdChild shows which children run." };
+        }
+
+        // One QMP client at a time: a second connection would wait for the first, so this one gives up after a while.
+        return QmpClient.ConnectAsync(Path.Combine(child.WorkDirectory, QemuCommandLine.QmpSocket), TimeSpan.FromSeconds(10), cancellationToken);
+    }
+}
