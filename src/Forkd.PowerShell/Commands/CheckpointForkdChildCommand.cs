@@ -7,7 +7,7 @@ using Forkd.Core.Vmm;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Pauses a running child, saves it as a new snapshot (Full or Diff) and resumes it (forkd's BRANCH).</summary>
-[Cmdlet(VerbsData.Checkpoint, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[Cmdlet(VerbsData.Checkpoint, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, HelpUri = HelpLinks.Base + "Checkpoint-ForkdChild.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class CheckpointForkdChildCommand : ForkdCmdlet
 {

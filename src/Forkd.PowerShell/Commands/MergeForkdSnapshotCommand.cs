@@ -5,7 +5,7 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Flattens a chain of diff snapshots into a standalone snapshot (forkd's snapshot-compact).</summary>
-[Cmdlet(VerbsData.Merge, "ForkdSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsData.Merge, "ForkdSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Merge-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
 public sealed class MergeForkdSnapshotCommand : ForkdCmdlet
 {

@@ -5,7 +5,7 @@ using Forkd.Core.Store;
 namespace Forkd.PowerShell.Commands;
 
 /// <summary>Pauses running children (their vCPUs stop; memory and devices stay as they are).</summary>
-[Cmdlet(VerbsLifecycle.Suspend, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[Cmdlet(VerbsLifecycle.Suspend, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, HelpUri = HelpLinks.Base + "Suspend-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class SuspendForkdChildCommand : ForkdCmdlet
 {
@@ -21,7 +21,7 @@ public sealed class SuspendForkdChildCommand : ForkdCmdlet
 }
 
 /// <summary>Continues paused children.</summary>
-[Cmdlet(VerbsLifecycle.Resume, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[Cmdlet(VerbsLifecycle.Resume, "ForkdChild", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, HelpUri = HelpLinks.Base + "Resume-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class ResumeForkdChildCommand : ForkdCmdlet
 {
