@@ -96,6 +96,31 @@ Describe 'Get-ForkdSnapshot' -Tag Store {
     }
 }
 
+Describe 'A damaged snapshot among good ones' -Tag Store {
+    BeforeAll {
+        Remove-Item (Join-Path $env:FORKD_DATA_DIR 'snapshots') -Recurse -Force -ErrorAction SilentlyContinue
+        New-TestSnapshot -Tag good | Out-Null
+        $bad = New-TestSnapshot -Tag bad
+        Set-Content -Path (Join-Path $bad 'snapshot.json') -Value '{"vmstate": "vmstate", "memory": "memory.bin", "volumes": 5}'
+    }
+
+    It 'is reported as one non-terminating error while the others are listed' {
+        $err = $null
+        $all = Get-ForkdSnapshot -ErrorVariable err -ErrorAction SilentlyContinue
+        $all.Tag | Should -Be 'good'
+        $err | Should -HaveCount 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'SnapshotMetadataInvalid,*'
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidData'
+        $err[0].Exception.Message | Should -Match 'volumes'
+    }
+
+    It 'can always be removed' {
+        Remove-ForkdSnapshot -Tag bad -Confirm:$false
+        Test-Path (Join-Path $env:FORKD_DATA_DIR 'snapshots/bad') | Should -BeFalse
+        (Get-ForkdSnapshot).Tag | Should -Be 'good'
+    }
+}
+
 Describe 'Remove-ForkdSnapshot' -Tag Store {
     BeforeEach {
         $script:dir = New-TestSnapshot -Tag victim

@@ -85,6 +85,22 @@ public sealed partial class SnapshotStore
     }
 
     /// <summary>
+    /// The snapshot as <see cref="Get"/> reads it, or, when its metadata is damaged, a bare record of its directory:
+    /// enough to confirm and remove it, since removal never needs the metadata.
+    /// </summary>
+    public SnapshotInfo GetForRemoval(string tag)
+    {
+        try
+        {
+            return Get(tag);
+        }
+        catch (ForkdException ex) when (ex.Kind == ForkdErrorKind.InvalidData)
+        {
+            return new SnapshotInfo { Tag = tag, Path = Paths.SnapshotDirectory(tag), CreatedBy = "(damaged)" };
+        }
+    }
+
+    /// <summary>
     /// Deletes a snapshot under its tag lock. Refuses while children of it run (their memory maps it). Needs no
     /// readable metadata: a damaged snapshot can always be removed.
     /// </summary>

@@ -22,7 +22,7 @@ public sealed class GetForkdSnapshotCommand : ForkdCmdlet
         var store = Store;
         if (Tag is null)
         {
-            WriteObject(store.List(), enumerateCollection: true);
+            ListAll(store, null);
             return;
         }
 
@@ -30,7 +30,7 @@ public sealed class GetForkdSnapshotCommand : ForkdCmdlet
         {
             if (WildcardPattern.ContainsWildcardCharacters(tag))
             {
-                WriteObject(store.List(tag), enumerateCollection: true);
+                ListAll(store, tag);
                 continue;
             }
 
@@ -47,6 +47,17 @@ public sealed class GetForkdSnapshotCommand : ForkdCmdlet
             {
                 WriteForkdError(ex, tag);
             }
+        }
+    }
+
+    /// <summary>Every matching snapshot; each damaged one is a non-terminating error and the others still list.</summary>
+    private void ListAll(SnapshotStore store, string? pattern)
+    {
+        var problems = new List<ForkdException>();
+        WriteObject(store.List(pattern, problems), enumerateCollection: true);
+        foreach (var problem in problems)
+        {
+            WriteForkdError(problem, problem.Target);
         }
     }
 }

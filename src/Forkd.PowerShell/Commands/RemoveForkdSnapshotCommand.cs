@@ -36,7 +36,8 @@ public sealed class RemoveForkdSnapshotCommand : ForkdCmdlet
 
             try
             {
-                var snapshot = store.Get(tag);
+                // A damaged snapshot (unreadable or invalid metadata) can always be removed: only its directory is needed.
+                var snapshot = store.GetForRemoval(tag);
                 // Ask only once the remove could happen: a snapshot with running children is refused first.
                 store.ThrowIfChildrenRun(tag, "remove it");
                 var dependents = Force ? store.Dependents(tag) : [];
