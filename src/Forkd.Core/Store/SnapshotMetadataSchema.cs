@@ -63,10 +63,11 @@ public static class SnapshotMetadataSchema
 
     private static readonly Dictionary<string, Rule> QemuConfig = new(StringComparer.Ordinal)
     {
-        ["machine"] = Text(required: true),
+        // Typed; only the kernel is required (a config without the others is refused when a child starts).
+        ["machine"] = Text(),
         ["kernel"] = Text(required: true),
         ["initrd"] = Text(),
-        ["append"] = Text(required: true),
+        ["append"] = Text(),
         ["memory_mib"] = Integer(1, 1 << 20),
         ["vcpu_count"] = Integer(1, 256),
         ["accelerator"] = OneOf("kvm", "tcg"),

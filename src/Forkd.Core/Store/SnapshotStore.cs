@@ -224,6 +224,13 @@ public sealed partial class SnapshotStore
                 continue;
             }
 
+            // Never the only complete copy of a snapshot: Remove-ForkdStaleWorkDir restores that one under its tag.
+            if (WorkDirectories.LabelOf(name, kind) is { } label && TagRule.IsValid(label) && !Directory.Exists(Paths.SnapshotDirectory(label)) &&
+                (StaleWorkDirSweeper.IsCompleteSnapshot(dir) || StaleWorkDirSweeper.IsCompleteSnapshot(Path.Combine(dir, StaleWorkDirSweeper.ReplacedSnapshotDirectory))))
+            {
+                continue;
+            }
+
             SafeDelete.Delete(dir);
             removed++;
         }

@@ -30,7 +30,8 @@ public sealed class CheckpointChainTests : IDisposable
         var dir = _dir.Sub("data", "snapshots", tag);
         File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.VmState), [1, 2, 3]);
         File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.Memory), Pages(8, fill));
-        new SnapshotMetadata { Backend = "qemu", BackendConfig = [] }.Save(dir);
+        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.Kernel), [0x7f]);
+        new SnapshotMetadata { Backend = "qemu", BackendConfig = new() { ["kernel"] = SnapshotFiles.Kernel } }.Save(dir);
         return dir;
     }
 
@@ -40,11 +41,12 @@ public sealed class CheckpointChainTests : IDisposable
         var dir = _dir.Sub("data", "snapshots", tag);
         File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.VmState), [4, 5, 6]);
         MemoryDiff.Write(Path.Combine(dir, MemoryDiff.FileName), 8 * Page, [new DiffRun(page, Pages(1, fill))]);
+        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.Kernel), [0x7f]);
         var parentImage = new SnapshotChains(_store).PrepareMemory(_store.Get(parent), CancellationToken.None);
         new SnapshotMetadata
         {
             Backend = "qemu",
-            BackendConfig = [],
+            BackendConfig = new() { ["kernel"] = SnapshotFiles.Kernel },
             ParentTag = parent,
             ParentContentHash = MemoryImageHash.Compute(parentImage),
             MemoryDiff = MemoryDiff.FileName,

@@ -27,7 +27,8 @@ public sealed class CheckpointFirecrackerFollowsPublishedApiTests : IAsyncLifeti
         _fc = new FakeFirecracker(Path.Combine(_dir, "bin"));
         File.WriteAllText(Path.Combine(_dir, "vmlinux"), "kernel");
         var backend = new FirecrackerBackend(_fc.Binary);
-        _engine = new ForkdEngine(paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend));
+        _engine = new ForkdEngine(paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend),
+            new ChildRegistry(paths, isVmmExecutable: FakeFirecracker.IsItsExecutable));
         await _engine.CreateSnapshotAsync(new SnapshotRequest
         {
             Tag = "fc",

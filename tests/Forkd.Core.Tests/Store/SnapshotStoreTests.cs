@@ -118,30 +118,34 @@ public sealed class SnapshotStoreTests : IDisposable
     public void Remove_refuses_while_children_run()
     {
         var dir = MakeForkdSnapshot("busy");
-        // A registry record whose VMM is alive (a laid-out /proc): the store itself asks its registry.
-        var proc = Path.Combine(_paths.DataDirectory, "..", "proc");
-        var workDir = Path.Combine(_paths.TempDirectory, "forkd-child-busy-1-aaaa");
-        Directory.CreateDirectory(Path.Combine(proc, "4242"));
-        File.WriteAllText(Path.Combine(proc, "4242", "stat"), "4242 (qemu-system-x86) S 1 2 3");
-        File.WriteAllText(Path.Combine(proc, "4242", "cmdline"), $"qemu-system-x86_64\0-name\0{workDir}\0");
-        var registry = new ChildRegistry(_paths, proc);
-        registry.Save(new ForkdChild
+        // A registry record whose VMM is alive (a real idle QEMU naming the work dir): the store itself asks its registry.
+        var workDir = WorkDirectories.Create(_paths, WorkDirKind.Child, "busy");
+        using var qemu = Forkd.Core.Tests.Engine.RealVmm.Start(workDir);
+        var store = new SnapshotStore(_paths);
+        store.Children.Save(new ForkdChild
         {
             Id = "busy-0001",
             Tag = "busy",
             Index = 1,
-            ProcessId = 4242,
+            ProcessId = qemu.Id,
             Agent = new AgentEndpoint(AgentTransport.Unix, Path.Combine(workDir, "agent.sock")),
             WorkDirectory = workDir,
             StartedAt = DateTimeOffset.UtcNow,
         });
-        var store = new SnapshotStore(_paths, registry);
 
-        var ex = Assert.Throws<ForkdException>(() => store.Remove("busy"));
-
-        Assert.Equal("SnapshotInUse", ex.ErrorId);
-        Assert.True(File.Exists(Path.Combine(dir, "memory.bin")));
+        try
+        {
+            var ex = Assert.Throws<ForkdException>(() => store.Remove("busy"));
+            Assert.Equal("SnapshotInUse", ex.ErrorId);
+            Assert.True(File.Exists(Path.Combine(dir, "memory.bin")));
+        }
+        finally
+        {
+            qemu.Kill();
+            qemu.WaitForExit();
+        }
     }
+
 
     [Fact]
     public void Remove_refuses_while_another_operation_holds_the_tag()

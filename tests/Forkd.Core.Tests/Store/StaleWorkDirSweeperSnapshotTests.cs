@@ -22,7 +22,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     private static string WriteSnapshot(string dir, string marker, bool complete = true)
     {
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, SnapshotFiles.Metadata), """{ "backend": "qemu", "memory_mib": 256 }""");
+        File.WriteAllText(Path.Combine(dir, SnapshotFiles.Metadata), """{ "vmstate": "vmstate", "memory": "memory.bin", "backend": "qemu", "memory_mib": 256 }""");
         File.WriteAllText(Path.Combine(dir, SnapshotFiles.VmState), marker);
         if (complete)
         {

@@ -26,7 +26,7 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
         Directory.CreateDirectory(_paths.TempDirectory);
         _fc = new FakeFirecracker(Path.Combine(_dir, "bin"));
         _agent = new ForkdTcpAgentStandIn();
-        _registry = new ChildRegistry(_paths);
+        _registry = new ChildRegistry(_paths, isVmmExecutable: FakeFirecracker.IsItsExecutable);
         return Task.CompletedTask;
     }
 
@@ -69,7 +69,7 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
     private Forker Forker(FirecrackerBackend? backend = null)
     {
         var chosen = backend ?? new FirecrackerBackend(_fc.Binary) { ForkdAgentEndpoint = _agent.Endpoint };
-        return new ForkdEngine(_paths, new BackendCatalog().Register(BackendKind.Firecracker, () => chosen)).Forker;
+        return new ForkdEngine(_paths, new BackendCatalog().Register(BackendKind.Firecracker, () => chosen), _registry).Forker;
     }
 
     [Fact]

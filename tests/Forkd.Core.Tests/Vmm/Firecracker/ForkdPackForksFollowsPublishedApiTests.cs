@@ -30,7 +30,7 @@ public sealed class ForkdPackForksFollowsPublishedApiTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        var registry = new ChildRegistry(_box.Paths);
+        var registry = new ChildRegistry(_box.Paths, isVmmExecutable: FakeFirecracker.IsItsExecutable);
         foreach (var child in registry.List().Where(c => c.State == ChildState.Running))
         {
             await ChildStopper.StopAsync(registry, child);
@@ -61,7 +61,8 @@ public sealed class ForkdPackForksFollowsPublishedApiTests : IAsyncLifetime
         var installed = await new PackInstaller(_box.Paths).ImportFileAsync(pack, new ImportOptions(), null, CancellationToken.None);
         _fc.Configure = server => server.ReadSavedState = path => path == Path.Combine(installed.Path, "vmstate") ? fixture.SavedState() : null;
         var backend = new FirecrackerBackend(_fc.Binary) { ForkdAgentEndpoint = _agent.Endpoint };
-        var engine = new ForkdEngine(_box.Paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend));
+        var engine = new ForkdEngine(_box.Paths, new BackendCatalog().Register(BackendKind.Firecracker, () => backend),
+            new ChildRegistry(_box.Paths, isVmmExecutable: FakeFirecracker.IsItsExecutable));
         var registry = engine.Children;
         var outcomes = await engine.Forker
             .ForkAsync(new ForkRequest { Tag = "pyagent", Count = 2, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None);
