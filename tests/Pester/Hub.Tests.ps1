@@ -281,9 +281,11 @@ Describe 'A warmed snapshot moved to another data dir' -Tag HubEngine {
         $script:child = Invoke-ForkdFork -Tag hubwarm -Count 1
     }
     AfterAll {
-        if ($script:child) { $script:child | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue }
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'warm-src'
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
+        # Every data dir this block forked in: a child is found only through its own data dir's registry.
+        foreach ($dir in 'warm-dst', 'warm-sparse', 'warm-src') {
+            $env:FORKD_DATA_DIR = Join-Path $TestDrive $dir
+            Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
+        }
         $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
         $env:FORKD_CACHE_DIR = $script:savedCache
     }
