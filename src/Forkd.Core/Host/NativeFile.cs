@@ -54,6 +54,39 @@ public static unsafe class NativeFile
         }
     }
 
+    /// <summary>
+    /// True when <paramref name="path"/> itself (not followed) is the regular file open as <paramref name="handle"/>:
+    /// no link at the name, and not replaced since it was opened.
+    /// </summary>
+    public static bool IsSameRegularFile(string path, Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        if (!TryLstat(path, out var named) || (named.st_mode & 0xF000) != 0x8000)
+        {
+            return false;
+        }
+
+        stat opened;
+        var ok = false;
+        handle.DangerousAddRef(ref ok);
+        try
+        {
+            if (LibC.fstat((int)handle.DangerousGetHandle(), &opened) != 0)
+            {
+                return false;
+            }
+        }
+        finally
+        {
+            if (ok)
+            {
+                handle.DangerousRelease();
+            }
+        }
+
+        return opened.st_dev == named.st_dev && opened.st_ino == named.st_ino;
+    }
+
     private static bool TryLstat(string path, out stat st)
     {
         var bytes = Encoding.UTF8.GetBytes(path + "\0");

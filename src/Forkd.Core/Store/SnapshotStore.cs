@@ -123,6 +123,7 @@ public sealed partial class SnapshotStore
         Directory.Move(dir, doomed);
         Failpoints.Hit("store.remove.after-rename");
         SafeDelete.Delete(doomed);
+        tagLock.DeleteWhileHeld(Paths); // a removed tag leaves no lock file behind
     }
 
     /// <summary>

@@ -115,6 +115,35 @@ public sealed class SnapshotStoreTests : IDisposable
     }
 
     [Fact]
+    public void A_removed_tag_leaves_no_lock_file_and_the_tag_locks_again()
+    {
+        MakeForkdSnapshot("gone2");
+        new SnapshotStore(_paths).Remove("gone2");
+
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_paths.LocksDirectory, "gone2.lock*"));
+        using var again = TagLock.Acquire(_paths, "gone2", "test");
+        Assert.True(File.Exists(Path.Combine(_paths.LocksDirectory, "gone2.lock")));
+    }
+
+    [Fact]
+    public void A_link_planted_at_a_lock_file_is_refused_and_its_target_is_never_created_or_touched()
+    {
+        Directory.CreateDirectory(_paths.LocksDirectory);
+        var missingTarget = Path.Combine(_paths.TempDirectory, "planted-new");
+        var existingTarget = Path.Combine(_paths.TempDirectory, "planted-existing");
+        Directory.CreateDirectory(_paths.TempDirectory);
+        File.WriteAllText(existingTarget, "precious");
+        File.CreateSymbolicLink(Path.Combine(_paths.LocksDirectory, "t1.lock"), missingTarget);
+        File.CreateSymbolicLink(Path.Combine(_paths.LocksDirectory, "t2.lock"), existingTarget);
+
+        Assert.Equal("LockFileUnsafe", Assert.Throws<ForkdException>(() => TagLock.Acquire(_paths, "t2", "test")).ErrorId);
+        Assert.Equal("LockFileUnsafe", Assert.Throws<ForkdException>(() => TagLock.AcquireShared(_paths, "t2", "test")).ErrorId);
+        Assert.Equal("precious", File.ReadAllText(existingTarget));
+        Assert.Equal("LockFileUnsafe", Assert.Throws<ForkdException>(() => TagLock.Acquire(_paths, "t1", "test")).ErrorId);
+        Assert.False(File.Exists(missingTarget));
+    }
+
+    [Fact]
     public void Remove_refuses_while_children_run()
     {
         var dir = MakeForkdSnapshot("busy");
