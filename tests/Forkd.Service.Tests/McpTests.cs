@@ -12,7 +12,7 @@ namespace Forkd.Service.Tests;
 [Trait("Tier", "Full")] // boots QEMU: not in build.ps1 Test -Fast
 public sealed class McpTests
 {
-    private static readonly string[] ExpectedTools = ["eval", "exec", "fork", "list_sandboxes", "list_snapshots", "ping", "stop"];
+    private static readonly string[] ExpectedTools = ["branch", "eval", "exec", "fork", "list_sandboxes", "list_snapshots", "ping", "stop"];
 
     private readonly RealChildFixture _fixture;
 

@@ -182,3 +182,24 @@ public sealed record EvalResponse
     };
 }
 
+/// <summary>POST /v1/sandboxes/:id/branch body (forkd 0.1.4 / 0.3.0): an optional tag and diff flag.</summary>
+public sealed record BranchRequest
+{
+    [JsonPropertyName("tag")] public string? Tag { get; init; }
+
+    [JsonPropertyName("diff")] public bool? Diff { get; init; }
+}
+
+/// <summary>The new snapshot of a branch: forkd's SnapshotInfo fields with <c>pause_ms</c>, plus ours.</summary>
+public sealed record BranchBody
+{
+    [JsonPropertyName("snapshot")] public required SnapshotBody Snapshot { get; init; }
+
+    [JsonPropertyName("pause_ms")] public double PauseMs { get; init; }
+
+    [JsonPropertyName("bytes_written")] public long BytesWritten { get; init; }
+
+    [JsonPropertyName("mode")] public string Mode { get; init; } = "full";
+
+    [JsonPropertyName("source_sandbox_id")] public string SourceSandboxId { get; init; } = "";
+}

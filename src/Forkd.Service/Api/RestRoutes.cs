@@ -1,6 +1,7 @@
 using Forkd.Core;
 using Forkd.Core.Engine;
 using Forkd.Core.Store;
+using Forkd.Core.Vmm;
 using Forkd.Service.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -57,12 +58,44 @@ public static class RestRoutes
             Results.Json(await engine.PingAsync(engine.GetChild(id), PingTimeout, http.RequestAborted).ConfigureAwait(false)))).RequireRateLimiting(AgentPolicy);
         v1.MapPost("/sandboxes/{id}/exec", (HttpContext http, string id) => ExecAsync(http, id, engine, metrics)).RequireRateLimiting(AgentPolicy);
         v1.MapPost("/sandboxes/{id}/eval", (HttpContext http, string id) => EvalAsync(http, id, engine, metrics)).RequireRateLimiting(AgentPolicy);
-        v1.MapPost("/sandboxes/{id}/branch", (HttpContext http, string id) => Guard(http, "branch", () =>
+        v1.MapPost("/sandboxes/{id}/branch", (HttpContext http, string id) => Guard(http, "branch", () => BranchAsync(http, id, engine)));
+    }
+
+    /// <summary>forkd's BRANCH (spec 10.1, 10.3): pause, snapshot to a new tag (Full, or Diff with <c>"diff": true</c>), resume.</summary>
+    private static async Task<IResult> BranchAsync(HttpContext http, string id, ServiceEngine engine)
+    {
+        var child = engine.GetChild(id); // 400/404 first, like every sandbox route
+        BranchRequest? request = new();
+        if (http.Request.ContentLength is > 0 || http.Request.Headers.ContentType.Count > 0)
         {
-            engine.GetChild(id); // 400/404 first, like every sandbox route
-            return Task.FromResult(ApiErrors.Error(http, StatusCodes.Status501NotImplemented, "BranchNotImplemented",
-                "branch is not implemented by this Forkd release", "Fork again from the snapshot: POST /v1/sandboxes."));
-        }));
+            (request, var error) = await ApiErrors.ReadJsonAsync<BranchRequest>(http).ConfigureAwait(false);
+            if (error is not null)
+            {
+                return error;
+            }
+        }
+
+        var tag = request!.Tag ?? $"branch-{child.Id}-{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}";
+        if (TagRule.Check(tag) is { } problem)
+        {
+            return ApiErrors.Error(http, StatusCodes.Status400BadRequest, "InvalidTag", problem);
+        }
+
+        var result = await engine.Engine.Checkpoints.CheckpointAsync(new CheckpointRequest
+        {
+            ChildId = child.Id,
+            Tag = tag,
+            Mode = request.Diff == true ? SnapshotKinds.Diff : SnapshotKinds.Full,
+            CreatedBy = "Forkd service (branch)",
+        }, null, http.RequestAborted).ConfigureAwait(false);
+        return Results.Json(new BranchBody
+        {
+            Snapshot = SnapshotBody.From(result.Snapshot),
+            PauseMs = result.PauseTime.TotalMilliseconds,
+            BytesWritten = result.BytesWritten,
+            Mode = result.Mode == SnapshotKinds.Diff ? "diff" : "full",
+            SourceSandboxId = result.SourceChildId,
+        }, statusCode: StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> CreateSandboxesAsync(HttpContext http, ServiceEngine engine, ControllerOptions options, ServiceMetrics metrics)

@@ -26,7 +26,8 @@ public sealed class ForkdTools
         ArgumentNullException.ThrowIfNull(options);
         options.ServerInfo = new Implementation { Name = "forkd", Version = RestRoutes.Version };
         options.ServerInstructions = "Forkd forks microVM sandboxes from warmed snapshots. Call list_snapshots, then fork with a snapshot tag: " +
-                                     "it returns ready sandboxes. Run Python with eval (expressions or statements) or programs with exec, and stop sandboxes when done.";
+                                     "it returns ready sandboxes. Run Python with eval (expressions or statements) or programs with exec, branch a sandbox into a new " +
+                                     "snapshot to fork many futures from one state, and stop sandboxes when done.";
     }
 
     [McpServerTool(Name = "list_snapshots", ReadOnly = true, Idempotent = true), Description("Lists the snapshots sandboxes can be forked from.")]
@@ -85,6 +86,22 @@ public sealed class ForkdTools
     [McpServerTool(Name = "ping", ReadOnly = true), Description("Pings a sandbox's guest agent; returns its reply (pid, language, versions).")]
     public async Task<string> PingAsync([Description("Sandbox id.")] string sandbox_id, CancellationToken cancellationToken = default) =>
         (await Call(() => _engine.PingAsync(_engine.GetChild(sandbox_id), TimeSpan.FromSeconds(3), cancellationToken)).ConfigureAwait(false)).ToJsonString();
+
+    [McpServerTool(Name = "branch"), Description("Snapshots a running sandbox under a new tag (it keeps running): fork the tag to explore from that instant. " +
+        "diff=true saves only the pages written since the sandbox was forked.")]
+    public async Task<SnapshotBody> BranchAsync([Description("Sandbox id.")] string sandbox_id, [Description("New snapshot tag.")] string tag,
+        [Description("Save only what changed since the fork (a diff over the parent's memory).")] bool diff = false,
+        CancellationToken cancellationToken = default)
+    {
+        var result = await Call(() => _engine.Engine.Checkpoints.CheckpointAsync(new Forkd.Core.Engine.CheckpointRequest
+        {
+            ChildId = _engine.GetChild(sandbox_id).Id,
+            Tag = tag,
+            Mode = diff ? Forkd.Core.Vmm.SnapshotKinds.Diff : Forkd.Core.Vmm.SnapshotKinds.Full,
+            CreatedBy = "Forkd MCP (branch)",
+        }, null, cancellationToken)).ConfigureAwait(false);
+        return SnapshotBody.From(result.Snapshot);
+    }
 
     [McpServerTool(Name = "stop", Destructive = true, Idempotent = true), Description("Stops a sandbox and removes everything it had (process, sockets, work dir, registry record).")]
     public async Task<string> StopAsync([Description("Sandbox id.")] string sandbox_id)
