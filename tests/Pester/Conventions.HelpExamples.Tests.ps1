@@ -48,6 +48,9 @@ BeforeAll {
         'Start-ForkdSandbox/1'      = 'builds the nodejs image into the shared image cache'
         'Remove-ForkdImage/1'       = 'deletes from the image cache, which other test runs share'
         'Remove-ForkdImage/2'       = 'deletes from the image cache, which other test runs share'
+        'Start-ForkdController/1'   = 'serves in the foreground until Ctrl+C, on a port the machine shares'
+        'Start-ForkdController/2'   = 'serves on every interface, with certificates under /etc'
+        'Start-ForkdMcpServer/1'    = 'serves MCP on stdin until it closes'
     }
 
     function Stop-AllChildren { Get-ForkdChild | Stop-ForkdChild -Confirm:$false }
