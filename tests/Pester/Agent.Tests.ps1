@@ -41,7 +41,7 @@ Describe 'Guest agent channel' -Tag Agent {
         ($r.Stdout.Length + $r.StdoutBytesDropped) | Should -Be 40000000
         [Text.Encoding]::UTF8.GetByteCount($r.Stdout) | Should -BeLessOrEqual 16MB
 
-        $endless = Invoke-ForkdExec -Id $flood.Id -Command yes -TimeoutSec 3
+        $endless = Invoke-ForkdExec -Id $flood.Id -Command yes -TimeoutSec 3 -NoGuestError
         $endless.Error | Should -BeLike 'TimeoutExpired:*'
         (Measure-NextEval $flood.Id).Result.Value | Should -Be 'w4rm'
     }

@@ -13,7 +13,7 @@ Describe 'playwright-browser recipe' -Tag Browser {
         $script:snapshot = New-ForkdSnapshot -Tag pwb -Recipe playwright-browser -Verbose 4>&1 |
             ForEach-Object { if ($_ -is [System.Management.Automation.VerboseRecord]) { Write-Host "  $($_.Message)" } else { $_ } }
         $script:children = @(Invoke-ForkdFork -Tag pwb -Count 2)
-        function Invoke-Js([string] $Id, [string] $Code) { Invoke-ForkdEval -Id $Id -Code $Code -TimeoutSec 300 }
+        function Invoke-Js([string] $Id, [string] $Code) { Invoke-ForkdEval -Id $Id -Code $Code -TimeoutSec 300 -NoGuestError }
     }
     AfterAll {
         Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue

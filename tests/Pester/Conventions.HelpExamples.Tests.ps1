@@ -6,6 +6,7 @@
 BeforeDiscovery {
     $order = 'Test-ForkdHost', 'Get-ForkdDataDirectory', 'Get-ForkdImage', 'Build-ForkdImage', 'New-ForkdSnapshot',
         'Get-ForkdSnapshot', 'Invoke-ForkdFork', 'Get-ForkdChild', 'Invoke-ForkdEval', 'Invoke-ForkdExec', 'Test-ForkdAgent',
+        'Checkpoint-ForkdChild', 'Suspend-ForkdChild', 'Resume-ForkdChild', 'Merge-ForkdSnapshot',
         'Stop-ForkdChild', 'Export-ForkdPack', 'Import-ForkdPack', 'Publish-ForkdPack', 'Start-ForkdSandbox',
         'Remove-ForkdStaleWorkDir', 'Remove-ForkdImage', 'Initialize-ForkdNetwork', 'Remove-ForkdNetwork', 'Remove-ForkdSnapshot'
     Import-Module $env:FORKD_MODULE_PATH -Force
@@ -51,6 +52,7 @@ BeforeAll {
         'Start-ForkdController/1'   = 'serves in the foreground until Ctrl+C, on a port the machine shares'
         'Start-ForkdController/2'   = 'serves on every interface, with certificates under /etc'
         'Start-ForkdMcpServer/1'    = 'serves MCP on stdin until it closes'
+        'Import-ForkdPack/4'        = 'the pack has no volume at /opt/cache; the example shows how a host file is bound'
     }
 
     function Stop-AllChildren { Get-ForkdChild | Stop-ForkdChild -Confirm:$false }
@@ -82,13 +84,27 @@ BeforeAll {
         'Invoke-ForkdExec'    = { Confirm-Child }
         'Test-ForkdAgent'     = { Confirm-Child }
         'Stop-ForkdChild'     = { Confirm-Child }
+        'Checkpoint-ForkdChild' = { Confirm-Child; 'py-plan', 'py-full' | Where-Object { Get-ForkdSnapshot -Tag $_ -ErrorAction SilentlyContinue } | Remove-ForkdSnapshot -Force -Confirm:$false }
+        'Suspend-ForkdChild'  = { Confirm-Child }
+        'Resume-ForkdChild'   = { Confirm-Child }
+        'Merge-ForkdSnapshot' = {
+            Confirm-Child
+            if (-not (Get-ForkdSnapshot -Tag py-step3 -ErrorAction SilentlyContinue)) {
+                Get-ForkdChild -Tag py | Where-Object State -eq 'Running' | Select-Object -First 1 | Checkpoint-ForkdChild -Tag py-step3 -Mode Diff | Out-Null
+            }
+        }
         'Export-ForkdPack'    = { Stop-AllChildren; Confirm-Snapshot pyagent }
         'Import-ForkdPack'    = {
+            Set-Content (Join-Path $work 'cache.img') 'volume'
             if (-not (Test-Path (Join-Path $work 'pyagent.forkd-snapshot.tar.zst'))) { Export-ForkdPack -Tag pyagent -Path $work | Out-Null }
             Remove-ForkdSnapshot -Tag pyagent -Confirm:$false
         }
         'Publish-ForkdPack'   = { Confirm-Snapshot pyagent }
-        'Remove-ForkdSnapshot' = { Stop-AllChildren; Confirm-Snapshot py }
+        'Remove-ForkdSnapshot' = {
+            Stop-AllChildren; Confirm-Snapshot py
+            # The branch pages left diff snapshots over py; they would hold it (SnapshotHasDependents).
+            Get-ForkdSnapshot | Where-Object { $_.Tag -like 'py-*' } | Remove-ForkdSnapshot -Force -Confirm:$false
+        }
     }
 
     # One runspace per page, so variables carry from one example to the next as a reader would type them.
@@ -119,6 +135,11 @@ Describe 'Help examples of <Name>' -Tag Conventions, HelpExamples -ForEach $page
     BeforeAll {
         $script:shell = New-PageShell
         if ($setup[$Name]) { & $setup[$Name] }
+        # Examples that say $c mean "a child you forked": the page's shell gets one.
+        if ($Examples.Code -match '\$c\.Id' -and -not ($Examples.Code -match '\$c = ')) {
+            $null = $shell.AddScript('$c = Get-ForkdChild -Tag py | Where-Object State -ne Exited | Select-Object -First 1').Invoke()
+            $shell.Commands.Clear()
+        }
     }
     AfterAll {
         $shell.Dispose()

@@ -7,6 +7,9 @@
 BeforeAll {
     Import-Module $env:FORKD_MODULE_PATH -Force
     $script:savedDataDir = $env:FORKD_DATA_DIR
+    $script:savedTmp = $env:TMPDIR
+    # Work dirs of this test only (children inherit it): the sweep here must see nothing of other runs in /tmp.
+    $env:TMPDIR = (New-Item -ItemType Directory -Path (Join-Path $TestDrive 'tmp')).FullName
     $script:pwsh = Join-Path $PSHOME 'pwsh'
 
     function New-MemorySnapshot([string] $DataDir, [string] $Tag, [int] $Seed) {
@@ -47,6 +50,7 @@ BeforeAll {
 
 AfterAll {
     $env:FORKD_DATA_DIR = $script:savedDataDir
+    $env:TMPDIR = $script:savedTmp
 }
 
 Describe 'Import-ForkdPack -Force killed at any instant' -Tag Hub, Crash {

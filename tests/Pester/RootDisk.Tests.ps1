@@ -78,7 +78,7 @@ Describe 'Root disks, volumes and the Node recipe' -Tag RootDisk {
     It 'mounts the read-only volume read-only in every child' {
         foreach ($c in $children) {
             (Invoke-ForkdExec -Id $c.Id -Command 'cat', '/data/hello.txt').Stdout | Should -Be 'hello from the host'
-            $w = Invoke-ForkdExec -Id $c.Id -Command 'sh', '-c', 'echo x > /data/new.txt'
+            $w = Invoke-ForkdExec -Id $c.Id -Command 'sh', '-c', 'echo x > /data/new.txt' -NoGuestError
             $w.ExitCode | Should -Not -Be 0
             $w.Stderr | Should -Match 'Read-only file system'
         }
@@ -96,7 +96,7 @@ Describe 'Root disks, volumes and the Node recipe' -Tag RootDisk {
     }
 
     It 'surfaces the JavaScript stack of a failed eval' {
-        $r = Invoke-ForkdEval -Id $children[1].Id -Code "function inner() { throw new RangeError('out of range') }`ninner()"
+        $r = Invoke-ForkdEval -Id $children[1].Id -NoGuestError -Code "function inner() { throw new RangeError('out of range') }`ninner()"
         $r.Succeeded | Should -BeFalse
         $r.Error | Should -Be 'out of range'
         $r.Traceback | Should -Match 'RangeError: out of range'

@@ -96,7 +96,7 @@ Describe 'Remove-ForkdStaleWorkDir' -Tag Store {
 
     It 'restores the only complete copy of a snapshot instead of deleting it' {
         $old = New-Item -ItemType Directory -Force -Path (Join-Path $env:FORKD_DATA_DIR 'staging/forkd-remove-keep-444-0c0ffee0/snapshot')
-        Set-Content (Join-Path $old 'snapshot.json') '{ "backend": "qemu", "memory_mib": 256 }'
+        Set-Content (Join-Path $old 'snapshot.json') '{ "vmstate": "vmstate", "memory": "memory.bin", "backend": "qemu", "memory_mib": 256 }'
         Set-Content (Join-Path $old 'vmstate') 'state'
         Set-Content (Join-Path $old 'memory.bin') 'memory'
         $r = Remove-ForkdStaleWorkDir -Kind Remove -Confirm:$false

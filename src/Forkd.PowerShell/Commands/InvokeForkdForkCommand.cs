@@ -60,10 +60,14 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
             return;
         }
 
-        // A missing or damaged snapshot is reported under -WhatIf too, not "Fork 1 child(ren)".
+        // A missing or damaged snapshot is reported under -WhatIf too, not "Fork 1 child(ren)"; a tag that another
+        // operation holds (a snapshot being made or replaced) is TagInUse, as the fork itself would say.
         try
         {
-            _ = Store.Get(Tag);
+            using (TagLock.AcquireShared(Paths, Tag, "Invoke-ForkdFork (checking)"))
+            {
+                _ = Store.Get(Tag);
+            }
         }
         catch (ForkdException ex)
         {
