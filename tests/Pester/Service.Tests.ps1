@@ -115,7 +115,7 @@ Describe 'Forkd as a service' -Tag Service {
             (& $read 1).result.serverInfo.name | Should -Be 'forkd'
             & $send @{ jsonrpc = '2.0'; method = 'notifications/initialized' }
             & $send @{ jsonrpc = '2.0'; id = 2; method = 'tools/list' }
-            (& $read 2).result.tools.name | Sort-Object | Should -Be @('eval', 'exec', 'fork', 'list_sandboxes', 'list_snapshots', 'ping', 'stop')
+            (& $read 2).result.tools.name | Sort-Object | Should -Be @('branch', 'eval', 'exec', 'fork', 'list_sandboxes', 'list_snapshots', 'ping', 'stop')
             & $send @{ jsonrpc = '2.0'; id = 3; method = 'tools/call'; params = @{ name = 'list_snapshots'; arguments = @{} } }
             ((& $read 3).result.content[0].text | ConvertFrom-Json).tag | Should -Contain 'svcp'
             $mcp.StandardInput.Close() # the client leaves: the server ends, and so does the cmdlet

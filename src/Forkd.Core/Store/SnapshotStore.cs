@@ -226,7 +226,7 @@ public sealed partial class SnapshotStore
             }
 
             // Never the only complete copy of a snapshot: Remove-ForkdStaleWorkDir restores that one under its tag.
-            if (WorkDirectories.LabelOf(name, kind) is { } label && TagRule.IsValid(label) && !Directory.Exists(Paths.SnapshotDirectory(label)) &&
+            if (kind.Kind is WorkDirKind.Remove or WorkDirKind.Snapshot && WorkDirectories.LabelOf(name, kind) is { } label && TagRule.IsValid(label) && !Directory.Exists(Paths.SnapshotDirectory(label)) &&
                 (StaleWorkDirSweeper.IsCompleteSnapshot(dir) || StaleWorkDirSweeper.IsCompleteSnapshot(Path.Combine(dir, StaleWorkDirSweeper.ReplacedSnapshotDirectory))))
             {
                 continue;

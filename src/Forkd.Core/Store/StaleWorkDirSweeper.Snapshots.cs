@@ -7,14 +7,15 @@ namespace Forkd.Core.Store;
 /// it into a staging dir (<c>forkd-remove-&lt;tag&gt;-…</c>, itself or its <c>snapshot/</c> subdirectory) and a new
 /// one is written in <c>forkd-snapshot-</c>/<c>forkd-unpack-</c> dirs; a crash between the renames can leave the
 /// tag missing. Such a staging dir is restored under the tag lock (remove and snapshot dirs, whose label is
-/// the tag) or kept (an unpack dir never installed), never deleted.
+/// the tag), never deleted. An unpack dir is not a copy: its files are unverified until the install (a killed
+/// import leaves every name with a half-written image), so a dead one is deleted like any work dir.
 /// </summary>
 public sealed partial class StaleWorkDirSweeper
 {
     /// <summary>The subdirectory a replace moves the old snapshot into (PackInstaller).</summary>
     public const string ReplacedSnapshotDirectory = "snapshot";
 
-    private static readonly WorkDirKind[] SnapshotStagingKinds = [WorkDirKind.Remove, WorkDirKind.Snapshot, WorkDirKind.Unpack];
+    private static readonly WorkDirKind[] SnapshotStagingKinds = [WorkDirKind.Remove, WorkDirKind.Snapshot];
 
     /// <summary>Null when the entry may simply be deleted; else what to do with it instead, and why.</summary>
     private (WorkDirAction, string)? SnapshotVerdict(DirectoryHandle root, string name, WorkDirKind kind)
@@ -38,9 +39,7 @@ public sealed partial class StaleWorkDirSweeper
                 : (WorkDirAction.Refused, $"holds a complete snapshot while snapshots/{tag} is damaged; kept");
         }
 
-        return kind == WorkDirKind.Unpack
-            ? (WorkDirAction.Refused, $"holds a complete, never installed import of '{tag}'; kept (import the pack again, then sweep)")
-            : (WorkDirAction.WouldRestore, $"holds the only complete copy of snapshot '{tag}'; it will be restored");
+        return (WorkDirAction.WouldRestore, $"holds the only complete copy of snapshot '{tag}'; it will be restored");
     }
 
     private StaleWorkDir Restore(DirectoryHandle root, string name, StaleWorkDir candidate)
