@@ -258,11 +258,8 @@ public sealed partial class HostChecks
         }
     }
 
-    private static string? FirstLine(string exe, params string[] args)
-    {
-        var (code, output) = Run(exe, args);
-        return code == 0 ? output.Split('\n').FirstOrDefault(l => l.Length > 0) : null;
-    }
+    private static string? FirstLine(string exe, params string[] args) =>
+        ProcessRunner.Run(new ProcessSpec(exe, args) { Timeout = TimeSpan.FromSeconds(10) }).FirstLine;
 
     private static (int Code, string Output) Run(string exe, params string[] args)
     {

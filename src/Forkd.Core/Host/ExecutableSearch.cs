@@ -14,12 +14,26 @@ public static class ExecutableSearch
         foreach (var dir in (path ?? Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
             var candidate = Path.Combine(dir, name);
-            if (File.Exists(candidate) && (File.GetUnixFileMode(candidate) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0)
+            if (IsExecutable(candidate))
             {
-                return candidate;
+                return Path.GetFullPath(candidate);
             }
         }
 
         return null;
+    }
+
+    /// <summary>A file that exists and has an execute bit.</summary>
+    public static bool IsExecutable(string path)
+    {
+        try
+        {
+            var info = new FileInfo(path);
+            return info.Exists && (info.UnixFileMode & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 }

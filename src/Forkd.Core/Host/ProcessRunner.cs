@@ -28,6 +28,9 @@ public sealed record ProcessSpec(string FileName, IReadOnlyList<string> Argument
 public sealed record ProcessOutcome(int ExitCode, string StandardOutput, string StandardError, bool TimedOut)
 {
     public string Output => StandardOutput + StandardError;
+
+    /// <summary>The first non-empty line of the output of a program that exited with 0 (a version banner), else null.</summary>
+    public string? FirstLine => ExitCode == 0 ? Output.Split('\n').FirstOrDefault(l => l.Length > 0) : null;
 }
 
 /// <summary>

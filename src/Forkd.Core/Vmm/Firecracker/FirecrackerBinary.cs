@@ -15,19 +15,10 @@ public static class FirecrackerBinary
         var explicitPath = env(PathVariable);
         if (!string.IsNullOrEmpty(explicitPath))
         {
-            return IsExecutable(explicitPath) ? Path.GetFullPath(explicitPath) : null;
+            return ExecutableSearch.IsExecutable(explicitPath) ? Path.GetFullPath(explicitPath) : null;
         }
 
-        foreach (var dir in (env("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(dir, "firecracker");
-            if (IsExecutable(candidate))
-            {
-                return Path.GetFullPath(candidate);
-            }
-        }
-
-        return null;
+        return ExecutableSearch.Find("firecracker", env("PATH") ?? "");
     }
 
     /// <summary>Like <see cref="Locate"/>, but a missing binary is a clear error.</summary>
@@ -49,18 +40,5 @@ public static class FirecrackerBinary
         var outcome = ProcessRunner.Run(new ProcessSpec(binary, ["--version"]) { Timeout = timeout ?? TimeSpan.FromSeconds(5) });
         var line = outcome.ExitCode == 0 ? outcome.StandardOutput.Split('\n').FirstOrDefault() : null;
         return string.IsNullOrWhiteSpace(line) ? null : line.Trim();
-    }
-
-    private static bool IsExecutable(string path)
-    {
-        try
-        {
-            var info = new FileInfo(path);
-            return info.Exists && (info.UnixFileMode & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
     }
 }

@@ -55,11 +55,8 @@ public sealed partial class QemuBackend : IVmmBackend
             : new("Qemu", HostCheckStatus.Fail, $"QEMU {m.Value} is older than 7.2 (microvm snapshots with x-ignore-shared)", "Install QEMU 7.2 or newer.");
     }
 
-    private string? FirstVersionLine()
-    {
-        var outcome = ProcessRunner.Run(new ProcessSpec(Executable, ["--version"]) { Timeout = TimeSpan.FromSeconds(10) });
-        return outcome.ExitCode == 0 ? outcome.StandardOutput.Split('\n').FirstOrDefault(l => l.Length > 0) : null;
-    }
+    private string? FirstVersionLine() =>
+        ProcessRunner.Run(new ProcessSpec(Executable, ["--version"]) { Timeout = TimeSpan.FromSeconds(10) }).FirstLine;
 
     /// <summary>Only our own snapshots are QEMU's, and they carry everything.</summary>
     public SnapshotMetadata Adopt(string snapshotDirectory, SnapshotMetadata metadata) => metadata;
