@@ -546,7 +546,7 @@ def serve_multiplexed(agent, read_chunk, write_all, on_eof=None):
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            start_thread(lambda data: write_all(agent.handle(data)), line + b"\n")
+            answer(agent, line + b"\n", write_all)
 
 
 def serve_tcp_connection(agent, conn):
@@ -683,7 +683,9 @@ class SerialPort:
         if self._wakeup is None:
             time.sleep(0.1)
             return
-        select.select([self._wakeup], [], [], 0.1)
+        # SIGIO (host connected, or data) writes to the wake-up pipe even between our read and this select,
+        # so there is nothing to poll for: an idle child with no host sleeps here without a timer.
+        select.select([self._wakeup], [], [])
         try:
             while os.read(self._wakeup, 512):
                 pass
@@ -741,11 +743,81 @@ def serve_serial(agent, port):
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            start_thread(lambda data: port.write_all(agent.handle(data)), line + b"\n")
+            answer(agent, line + b"\n", port.write_all)
 
 
 def start_thread(target, *args):
     threading.Thread(target=target, args=args, daemon=True).start()
+
+
+class RequestWorkers:
+    """Threads that answer request lines, kept between requests. A fork's child inherits the parent's idle
+    workers, so its first requests start no thread: under TCG every guest code path a child runs for the first
+    time is translated again in that child's VMM, and a thread start is a long one. A request that finds no
+    idle worker gets a new thread, so evals, execs and cancels never wait for each other here."""
+
+    def __init__(self, idle=2):
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = idle  # threads waiting for a job (or about to)
+        for _ in range(idle):
+            start_thread(self._work)
+
+    def _work(self):
+        while True:
+            target, args = self._jobs.get()
+            try:
+                target(*args)
+            except Exception as exc:  # a worker must outlive any one request
+                log("forkd: request worker: %s" % exc)
+            with self._lock:
+                self._idle += 1
+
+    def submit(self, target, *args):
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        self._jobs.put((target, args))
+        if spawn:
+            start_thread(self._work)
+
+
+_workers = None
+
+
+_PING_PREFIX = b'{"action":"ping","id":'
+_ping_replies = {}  # warm-up state -> the reply's bytes before and after the request id
+
+
+def fast_ping(agent, line):
+    """The host's readiness ping (exactly {"action":"ping","id":<plain id>}) answered from the reply a first
+    ping of the same warm-up state produced. The parent's boot pings fill it, so a fresh child answers its
+    first ping with a few byte operations instead of a JSON round trip translated anew under TCG."""
+    if not (line.startswith(_PING_PREFIX) and line.endswith(b"}\n")):
+        return None
+    token = line[len(_PING_PREFIX):-2]
+    plain = token.isdigit() if token[:1] != b'"' else (
+        len(token) > 2 and token[-1:] == b'"' and b'"' not in token[1:-1] and b"\\" not in token)
+    if not plain or len(token) > 100:
+        return None
+    state = "none" if agent.bridge is None else agent.bridge.state
+    parts = _ping_replies.get(state)
+    if parts is not None:
+        return parts[0] + token + parts[1]
+    reply = agent.handle(line)
+    at = reply.find(token)
+    if at > 0:
+        _ping_replies[state] = (reply[:at], reply[at + len(token):])
+    return reply
+
+
+def answer(agent, line, write_all):
+    """Pings are answered on the reading thread (they never block); every other line by a worker."""
+    if line.startswith(_PING_PREFIX):
+        write_all(fast_ping(agent, line) or agent.handle(line))
+        return
+    _workers.submit(lambda data: write_all(agent.handle(data)), line)
 
 
 def start_tcp(agent, host, port, prefix=""):
@@ -780,6 +852,8 @@ def main(argv):
     if stdio:
         _log_stream = sys.stderr  # stdout carries the protocol
     agent = Agent(recipe_env)
+    global _workers
+    _workers = RequestWorkers()  # before any request, so a snapshot holds them idle
     log("forkd: numpy=%s agent starting in PID %d (%s)" % (NUMPY_VERSION, os.getpid(), sys.executable))
     in_guest = os.environ.get("FORKD_GUEST") == "1"
 

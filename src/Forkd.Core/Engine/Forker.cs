@@ -28,6 +28,14 @@ public sealed record ForkRequest
 
     /// <summary>Start each child in its own network namespace (Initialize-ForkdNetwork makes them).</summary>
     public bool Network { get; init; }
+
+    /// <summary>
+    /// Children starting at the same time; the rest wait their turn. A start is CPU work (VMM start, the guest's
+    /// first steps), so more at once than the host has cores only makes each take longer and risks agent timeouts.
+    /// </summary>
+    public int MaxParallelStarts { get; init; } = DefaultParallelStarts;
+
+    public static int DefaultParallelStarts => Environment.GetEnvironmentVariable("FORKD_EXP_PAR") is { } p ? int.Parse(p, System.Globalization.CultureInfo.InvariantCulture) : Math.Max(2, Environment.ProcessorCount * 2);
 }
 
 public sealed record ForkProgress(int Ready, int Failed, int Count);
@@ -99,8 +107,11 @@ public sealed class Forker
         var started = new List<ForkdChild>();
         int ready = 0, failed = 0;
 
+        using var turns = new SemaphoreSlim(Math.Max(1, request.MaxParallelStarts));
+
         async Task<ForkOutcome> StartOne(int index)
         {
+            await turns.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
                 var child = await StartChildAsync(backend, request, snapshot.Path, files, metadata.BackendConfig!, accelerator, driveOverrides, index,
@@ -118,6 +129,10 @@ public sealed class Forker
             {
                 progress?.Report(new(Volatile.Read(ref ready), Interlocked.Increment(ref failed), request.Count));
                 return new ForkOutcome(index, null, ex);
+            }
+            finally
+            {
+                turns.Release();
             }
         }
 
@@ -146,6 +161,7 @@ public sealed class Forker
         string? netns, Action<ForkdChild> onRegistered,
         CancellationToken cancellationToken)
     {
+        var createdAt = DateTimeOffset.UtcNow;
         var id = ChildRegistry.NewId(request.Tag);
         var workDir = WorkDirectories.Create(_paths, WorkDirKind.Child, request.Tag);
         var clock = Stopwatch.StartNew();
@@ -171,6 +187,8 @@ public sealed class Forker
         }
 
         var restoreTime = clock.Elapsed.TotalMilliseconds;
+        var stages = vm.StartStages;
+        var engineClock = Stopwatch.StartNew(); // the engine's own work from here on, apart from the agent wait
         var child = new ForkdChild
         {
             Id = id,
@@ -202,10 +220,20 @@ public sealed class Forker
             }
 
             var pid = vm.ProcessId;
+            engineClock.Stop();
+            var agentClock = Stopwatch.StartNew();
             var agent = await AgentWait.UntilReadyAsync(vm.Agent, request.AgentTimeout, () => ProcessControl.IsAlive(pid), cancellationToken)
                 .ConfigureAwait(false);
+            var agentReady = agentClock.Elapsed;
+            engineClock.Start();
             await agent.DisposeAsync().ConfigureAwait(false);
-            child = child with { ReadyTime = clock.Elapsed.TotalMilliseconds, AgentGeneration = agent.Generation };
+            var preWork = startedAt - createdAt;
+            child = child with
+            {
+                ReadyTime = clock.Elapsed.TotalMilliseconds,
+                AgentGeneration = agent.Generation,
+                StartStages = stages with { AgentReady = agentReady, Engine = engineClock.Elapsed + preWork },
+            };
             _registry.Save(child);
             vm.Detach();
             return child;

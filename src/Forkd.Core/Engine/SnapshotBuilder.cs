@@ -199,9 +199,11 @@ public sealed class SnapshotBuilder
                 }
             }
 
-            // The agent connection is closed before the pause, so the saved guest sees no host attached.
+            // The agent connection is closed before the pause, so the saved guest sees no host attached; and the
+            // guest has finished reacting to that close, or every child would repeat the reaction on resume.
             var warmupTime = clock.Elapsed;
             progress?.Report(new("pausing and saving", 85));
+            await VmmQuiescence.WaitAsync(pid, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
             clock.Restart();
             await vm.PauseAsync(cancellationToken).ConfigureAwait(false);
             await vm.SaveAsync(new VmSnapshotFiles(Path.Combine(staging, SnapshotFiles.VmState), Path.Combine(staging, SnapshotFiles.Memory)),

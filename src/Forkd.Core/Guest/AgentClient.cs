@@ -199,8 +199,13 @@ public sealed partial class AgentClient : IAsyncDisposable, IDisposable
         var id = $"{_idPrefix}-{Interlocked.Increment(ref _nextId)}";
         var message = (JsonObject)request.DeepClone();
         message["id"] = id;
-        message["max_reply"] = MaxReplyBytes;
         var action = Text(request, "action");
+        if (action != "ping")
+        {
+            // A pong is small; a ping of exactly {action, id} takes the agent's fast path (forkd-agent.py fast_ping).
+            message["max_reply"] = MaxReplyBytes;
+        }
+
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (timeout != Timeout.InfiniteTimeSpan)
         {

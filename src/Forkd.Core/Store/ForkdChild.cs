@@ -61,6 +61,10 @@ public sealed record ForkdChild
     [JsonIgnore]
     public TimeSpan? Ready => ReadyTime > 0 ? TimeSpan.FromMilliseconds(ReadyTime) : null;
 
+    /// <summary>Where the start went, stage by stage; null in records of older versions.</summary>
+    [JsonPropertyName("start_stages")]
+    public ChildStartStages? StartStages { get; init; }
+
     [JsonPropertyName("work_dir")]
     public required string WorkDirectory { get; init; }
 

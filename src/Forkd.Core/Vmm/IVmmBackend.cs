@@ -112,6 +112,9 @@ public interface IVmHandle : IAsyncDisposable
 
     /// <summary>Lets the VMM outlive this process: closes control connections without stopping the VM.</summary>
     void Detach();
+
+    /// <summary>How long a restore's stages took (VMM start, control connect, state load, resume); empty when not measured.</summary>
+    Store.ChildStartStages StartStages => new();
 }
 
 /// <summary>One hypervisor. Implementations live side by side (QEMU, Firecracker) behind this interface.</summary>

@@ -94,6 +94,7 @@ public sealed partial class QemuBackend : IVmmBackend
         ArgumentNullException.ThrowIfNull(spec);
         var machine = new QemuMachineConfig
         {
+            Machine = TscKiloHertz > 0 ? QemuMachineConfig.QuietMachine : QemuMachineConfig.DefaultMachine,
             KernelPath = spec.KernelPath,
             InitramfsPath = spec.InitramfsPath,
             Append = QemuCommandLine.KernelArguments(TscKiloHertz, spec.KernelCommandLine),
@@ -128,13 +129,24 @@ public sealed partial class QemuBackend : IVmmBackend
         // In a child's network namespace the NIC gets that namespace's tap (same name in every namespace).
         var tap = machine.NicMac is not null && spec.NetworkNamespace is not null ? Host.ChildNetworks.Tap : null;
         var args = QemuCommandLine.Build(machine, spec.WorkDirectory, spec.Snapshot.MemoryPath, incoming: true, tap);
+        var clock = Stopwatch.StartNew();
         var pid = await LaunchAsync(args, spec.WorkDirectory, spec.NetworkNamespace, cancellationToken).ConfigureAwait(false);
+        var started = clock.Elapsed;
         var vm = new QemuVm(pid, spec.WorkDirectory, spec.BackendConfig);
         try
         {
             await vm.ConnectAsync(cancellationToken).ConfigureAwait(false);
+            var connected = clock.Elapsed;
             await vm.LoadStateAsync(spec.Snapshot.VmStatePath, cancellationToken).ConfigureAwait(false);
+            var loaded = clock.Elapsed;
             await vm.ResumeAsync(cancellationToken).ConfigureAwait(false);
+            vm.StartStages = new ChildStartStages
+            {
+                VmmStart = started,
+                ControlConnect = connected - started,
+                StateLoad = loaded - connected,
+                Resume = clock.Elapsed - loaded,
+            };
             return vm;
         }
         catch
@@ -158,7 +170,7 @@ public sealed partial class QemuBackend : IVmmBackend
         Process launcher;
         try
         {
-            launcher = Process.Start(psi) ?? throw new InvalidOperationException("no process");
+            launcher = HugePagePolicy.StartWithoutHugePages(() => Process.Start(psi)) ?? throw new InvalidOperationException("no process");
         }
         catch (System.ComponentModel.Win32Exception ex)
         {
@@ -250,6 +262,8 @@ internal sealed class QemuVm : IVmHandle
 
     public JsonObject BackendConfig { get; }
 
+    public ChildStartStages StartStages { get; set; } = new();
+
     private QmpClient Qmp => _qmp ?? throw new InvalidOperationException("QMP not connected");
 
     public async Task ConnectAsync(CancellationToken cancellationToken)
@@ -282,17 +296,45 @@ internal sealed class QemuVm : IVmHandle
 
     public async Task LoadStateAsync(string vmStatePath, CancellationToken cancellationToken)
     {
-        await IgnoreSharedAsync(cancellationToken).ConfigureAwait(false);
+        // With the events capability QEMU announces the end of the load (a MIGRATION event): a hundred children
+        // starting at once then wait without a hundred query-migrate loops competing for the CPU.
+        await IgnoreSharedAsync(cancellationToken, withEvents: true).ConfigureAwait(false);
         await Qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = "exec:cat " + ShellQuote(vmStatePath) }, cancellationToken)
             .ConfigureAwait(false);
-        await WaitForMigrationAsync("restore", cancellationToken).ConfigureAwait(false);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(MigrationTimeout);
+        JsonObject ended;
+        try
+        {
+            ended = await Qmp.WaitForEventAsync(e => e["event"]?.GetValue<string>() == "MIGRATION"
+                && MigrationStatus(e) is "completed" or "failed" or "cancelled", limit.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new ForkdException("RestoreTimeout", ForkdErrorKind.Timeout,
+                $"QEMU restore did not complete within {MigrationTimeout.TotalSeconds:0} s", WorkDirectory);
+        }
+
+        if (MigrationStatus(ended) != "completed")
+        {
+            await WaitForMigrationAsync("restore", cancellationToken).ConfigureAwait(false); // query-migrate has the reason
+        }
     }
 
-    private Task<System.Text.Json.Nodes.JsonNode?> IgnoreSharedAsync(CancellationToken cancellationToken) =>
-        Qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
+    private static string? MigrationStatus(JsonObject migrationEvent) => migrationEvent["data"]?["status"]?.GetValue<string>();
+
+    private static readonly TimeSpan MigrationTimeout = TimeSpan.FromSeconds(120);
+
+    private Task<System.Text.Json.Nodes.JsonNode?> IgnoreSharedAsync(CancellationToken cancellationToken, bool withEvents = false)
+    {
+        var capabilities = new JsonArray(new JsonObject { ["capability"] = "x-ignore-shared", ["state"] = true });
+        if (withEvents)
         {
-            ["capabilities"] = new JsonArray(new JsonObject { ["capability"] = "x-ignore-shared", ["state"] = true }),
-        }, cancellationToken);
+            capabilities.Add(new JsonObject { ["capability"] = "events", ["state"] = true });
+        }
+
+        return Qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject { ["capabilities"] = capabilities }, cancellationToken);
+    }
 
     private async Task WaitForMigrationAsync(string what, CancellationToken cancellationToken)
     {

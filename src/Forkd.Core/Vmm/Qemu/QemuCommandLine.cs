@@ -11,7 +11,16 @@ public sealed record QemuMachineConfig
 {
     public const string AgentPortName = "forkd.agent";
 
-    public string Machine { get; init; } = "microvm,x-option-roms=off,rtc=off,isa-serial=on";
+    public const string DefaultMachine = "microvm,x-option-roms=off,rtc=off,isa-serial=on";
+
+    /// <summary>
+    /// Without a PIT: QEMU's PIT model ticks its square wave 36 times a second in every VMM, guest or no guest
+    /// listening (most of an idle child's host CPU). The guest only needs it to calibrate its TSC, which
+    /// <c>tsc_early_khz</c> does instead, so it stays when the host's TSC rate is unknown.
+    /// </summary>
+    public const string QuietMachine = DefaultMachine + ",pit=off";
+
+    public string Machine { get; init; } = DefaultMachine;
 
     public required string KernelPath { get; init; }
 
@@ -76,6 +85,14 @@ public sealed record QemuMachineConfig
 /// <summary>Builds QEMU argument lists. Pure, so the exact recipe is unit-tested.</summary>
 public static class QemuCommandLine
 {
+    /// <summary>
+    /// Each timer an idle guest arms costs translated code under TCG, paid by every idle child: the soft-lockup
+    /// watchdog (an hrtimer every 4 s) and proactive compaction (kcompactd every 500 ms) are off, and so is
+    /// pressure-stall accounting (work on every context switch and a 2 s averaging timer). A sandbox's behaviour
+    /// depends on none of them. See bench/results/idle-causes.md.
+    /// </summary>
+    public const string IdleKernelArguments = "nowatchdog sysctl.vm.compaction_proactiveness=0 psi=0";
+
     public const string QmpSocket = "qmp.sock";
     public const string AgentSocket = "agent.sock";
     public const string SerialLog = "serial.log";
@@ -142,10 +159,13 @@ public static class QemuCommandLine
         return args;
     }
 
-    /// <summary>Our kernel arguments first (console, no reboot loop, a TSC that TCG cannot calibrate under load), then the image's.</summary>
+    /// <summary>
+    /// Our kernel arguments first (console, no reboot loop, a TSC that TCG cannot calibrate under load, and no
+    /// periodic wake-ups an idle sandbox does not need), then the image's.
+    /// </summary>
     public static string KernelArguments(long hostTscKiloHertz, string imageArguments)
     {
-        var ours = "console=ttyS0 panic=-1 quiet";
+        var ours = "console=ttyS0 panic=-1 quiet " + IdleKernelArguments;
         if (hostTscKiloHertz > 0)
         {
             ours += string.Create(CultureInfo.InvariantCulture, $" tsc_early_khz={hostTscKiloHertz} tsc=reliable");

@@ -135,6 +135,52 @@ public sealed class QmpClient : IAsyncDisposable
     }
 
     /// <summary>Events received so far while waiting for replies (e.g. <c>STOP</c>, <c>RESUME</c>, <c>MIGRATION</c>).</summary>
+    /// <summary>
+    /// Waits for the first event (already received or still to come) that <paramref name="match"/> accepts, and
+    /// removes it from <see cref="Events"/>: QEMU says when something finished, so nothing needs to poll.
+    /// </summary>
+    public async Task<JsonObject> WaitForEventAsync(Func<JsonObject, bool> match, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(match);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            lock (_events)
+            {
+                var seen = _events.FindIndex(e => match(e));
+                if (seen >= 0)
+                {
+                    var found = _events[seen];
+                    _events.RemoveAt(seen);
+                    return found;
+                }
+            }
+
+            while (true)
+            {
+                var message = await ReadObjectAsync(cancellationToken).ConfigureAwait(false);
+                if (!message.ContainsKey("event"))
+                {
+                    continue; // a late reply to a command whose caller gave up
+                }
+
+                if (match(message))
+                {
+                    return message;
+                }
+
+                lock (_events)
+                {
+                    _events.Add(message);
+                }
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     public IReadOnlyList<JsonObject> Events
     {
         get

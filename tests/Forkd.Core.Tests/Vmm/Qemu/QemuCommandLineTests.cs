@@ -42,8 +42,8 @@ public sealed class QemuCommandLineTests
     [Fact]
     public void Kernel_arguments_put_ours_first_with_the_host_tsc_rate()
     {
-        Assert.Equal("console=ttyS0 panic=-1 quiet tsc_early_khz=2445434 tsc=reliable rdinit=/init", Machine.Append);
-        Assert.Equal("console=ttyS0 panic=-1 quiet", QemuCommandLine.KernelArguments(0, " "));
+        Assert.Equal("console=ttyS0 panic=-1 quiet nowatchdog sysctl.vm.compaction_proactiveness=0 psi=0 tsc_early_khz=2445434 tsc=reliable rdinit=/init", Machine.Append);
+        Assert.Equal("console=ttyS0 panic=-1 quiet nowatchdog sysctl.vm.compaction_proactiveness=0 psi=0", QemuCommandLine.KernelArguments(0, " "));
     }
 
     [Fact]
