@@ -27,7 +27,6 @@ import json
 import math
 import os
 import queue
-import select
 import shlex
 import signal
 import socket
@@ -636,20 +635,25 @@ class SerialPort:
 
     def __init__(self):
         self.fd = None
-        self._wakeup = None
+        self._signal_tid = None
         self._write_lock = threading.Lock()
 
     def install_wakeup(self):
-        # The port raises SIGIO when the host connects; without it we poll every 100 ms.
+        # SIGIO's default action ends the process: a harmless handler in case one ever reaches another thread.
+        # It should not: the port signals only the serving thread, which blocks SIGIO and takes it with
+        # sigwaitinfo, so no handler, signal frame or wake-up pipe runs (each would be code a fresh child
+        # translates under TCG on its first request).
         try:
-            read_end, write_end = os.pipe()
-            os.set_blocking(write_end, False)
-            os.set_blocking(read_end, False)
             signal.signal(signal.SIGIO, lambda *_: None)
-            # Every SIGIO (also those for incoming data) writes a byte; a full pipe just drops it.
-            signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-            self._wakeup = read_end
         except (OSError, ValueError) as exc:
+            log("forkd: no SIGIO handler (%s)" % exc)
+
+    def take_signals(self):
+        """Called on the serving thread: from now on SIGIO waits for it in sigwaitinfo."""
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
+            self._signal_tid = threading.get_native_id()
+        except (AttributeError, OSError, ValueError) as exc:
             log("forkd: no SIGIO wake-up (%s); polling the serial port" % exc)
 
     def open(self):
@@ -669,28 +673,25 @@ class SerialPort:
             time.sleep(0.05)
 
     def _enable_sigio(self):
-        if self._wakeup is None:
+        if self._signal_tid is None:
             return
         try:
             import fcntl
+            import struct
 
-            fcntl.fcntl(self.fd, fcntl.F_SETOWN, os.getpid())
+            f_setown_ex, f_owner_tid = 15, 0  # <fcntl.h>; Python's fcntl module lacks them
+            fcntl.fcntl(self.fd, f_setown_ex, struct.pack("ii", f_owner_tid, self._signal_tid))
             fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_ASYNC)
         except OSError as exc:
-            log("forkd: O_ASYNC on the serial port failed: %s" % exc)
+            log("forkd: O_ASYNC on the serial port failed (%s); polling it" % exc)
+            self._signal_tid = None
 
     def wait_for_host(self):
-        if self._wakeup is None:
+        """Returns when the host may have connected: at its SIGIO (already pending if it came after our read)."""
+        if self._signal_tid is None:
             time.sleep(0.1)
             return
-        # SIGIO (host connected, or data) writes to the wake-up pipe even between our read and this select,
-        # so there is nothing to poll for: an idle child with no host sleeps here without a timer.
-        select.select([self._wakeup], [], [])
-        try:
-            while os.read(self._wakeup, 512):
-                pass
-        except OSError:
-            pass
+        signal.sigwaitinfo({signal.SIGIO})
 
     def read_chunk(self):
         """Bytes from the host; b"" when the host is not connected."""
@@ -722,6 +723,7 @@ class SerialPort:
 
 
 def serve_serial(agent, port):
+    port.take_signals()
     port.open()
     buffer = b""
     while True:

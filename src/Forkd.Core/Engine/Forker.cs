@@ -35,7 +35,7 @@ public sealed record ForkRequest
     /// </summary>
     public int MaxParallelStarts { get; init; } = DefaultParallelStarts;
 
-    public static int DefaultParallelStarts => Environment.GetEnvironmentVariable("FORKD_EXP_PAR") is { } p ? int.Parse(p, System.Globalization.CultureInfo.InvariantCulture) : Math.Max(2, Environment.ProcessorCount * 2);
+    public static int DefaultParallelStarts => Math.Max(2, Environment.ProcessorCount * 2);
 }
 
 public sealed record ForkProgress(int Ready, int Failed, int Count);

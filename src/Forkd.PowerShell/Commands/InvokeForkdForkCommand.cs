@@ -25,6 +25,11 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [ValidateRange(16, 1048576)]
     public long? MemoryLimitMiB { get; set; }
 
+    /// <summary>Children starting at the same time (default twice the host's cores); the rest wait their turn.</summary>
+    [Parameter]
+    [ValidateRange(1, 1024)]
+    public int ThrottleLimit { get; set; } = ForkRequest.DefaultParallelStarts;
+
     /// <summary>Fork even when several children would write one read-write volume.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
@@ -92,6 +97,7 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
                     MemoryLimitMiB = MemoryLimitMiB,
                     Network = Network,
                     AllowSharedWritableVolumes = Force,
+                    MaxParallelStarts = ThrottleLimit,
                     OnWarning = call.Warning,
                 };
                 var progress = call.Progress<ForkProgress>(2, activity,

@@ -135,6 +135,8 @@ internal sealed class TestAgent : IAsyncDisposable
 
     public AgentClient Client { get; }
 
+    public int ProcessId => _tcp?.ProcessId ?? _stdio!.Id;
+
     public static async Task<TestAgent> StartAsync(bool multiplexed)
     {
         if (!multiplexed)

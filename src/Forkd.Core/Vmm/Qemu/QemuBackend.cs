@@ -89,12 +89,15 @@ public sealed partial class QemuBackend : IVmmBackend
 
     public static TimeSpan StartTimeout { get; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>A new parent's machine: without the PIT when the guest is told the TSC rate (children repeat the recorded one).</summary>
+    public static string ParentMachine(long tscKiloHertz) => tscKiloHertz > 0 ? QemuMachineConfig.QuietMachine : QemuMachineConfig.DefaultMachine;
+
     public async Task<IVmHandle> BootAsync(VmBootSpec spec, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var machine = new QemuMachineConfig
         {
-            Machine = TscKiloHertz > 0 ? QemuMachineConfig.QuietMachine : QemuMachineConfig.DefaultMachine,
+            Machine = ParentMachine(TscKiloHertz),
             KernelPath = spec.KernelPath,
             InitramfsPath = spec.InitramfsPath,
             Append = QemuCommandLine.KernelArguments(TscKiloHertz, spec.KernelCommandLine),
