@@ -1,4 +1,3 @@
-using Forkd.Core.Host;
 using Forkd.Core.Store;
 
 namespace Forkd.Core.Engine;
@@ -9,7 +8,8 @@ namespace Forkd.Core.Engine;
 /// image. Forking one walks the chain root to head, checks every parent's image against the hash its child
 /// recorded (hashes are cached beside each image, keyed by its stat, so an unchanged image is not hashed again),
 /// and assembles the head's image once (a reflink or sparse copy of the parent's, with the diff applied), cached
-/// as the snapshot's <c>memory.bin</c>: children map one file, at the speed of a standalone snapshot.
+/// as the snapshot's <c>memory.bin</c> under a key (<see cref="AssembledMemory"/>): children map one file, at the speed
+/// of a standalone snapshot, and a cache that was changed or planted is assembled again instead of mapped.
 /// </summary>
 public sealed partial class SnapshotChains
 {
@@ -90,7 +90,7 @@ public sealed partial class SnapshotChains
                         $"the memory image of '{chain[i - 1].Tag}' changed after '{link.Tag}' was taken from it (SHA-256 {parentHash}, recorded {link.Metadata.ParentContentHash})");
                 }
 
-                image = Assemble(link, image, cancellationToken);
+                image = AssembledMemory.Ensure(link.Path, link.Metadata, image, parentHash, cancellationToken);
             }
 
             return image;
@@ -100,54 +100,6 @@ public sealed partial class SnapshotChains
             foreach (var held in locks)
             {
                 held.Dispose();
-            }
-        }
-    }
-
-    /// <summary>The link's image, assembled from its parent's once; concurrent forks race harmlessly (same bytes, rename).</summary>
-    private static string Assemble(SnapshotInfo link, string parentImage, CancellationToken cancellationToken)
-    {
-        var image = link.Metadata.ResolveMemory(link.Path);
-        if (File.Exists(image))
-        {
-            return image;
-        }
-
-        var diff = Path.Combine(link.Path, Path.GetFileName(link.Metadata.MemoryDiff!));
-        RemoveDeadAssemblies(image);
-        var temp = $"{image}.assembling-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
-        {
-            SparseCopy.Copy(parentImage, temp, cancellationToken);
-            MemoryDiff.ApplyTo(diff, temp, cancellationToken);
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-            try
-            {
-                AtomicRename.MoveNoReplace(temp, image);
-            }
-            catch (IOException) when (File.Exists(image))
-            {
-                // Another fork assembled it first: same bytes.
-            }
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-
-        return image;
-    }
-
-    /// <summary>Deletes half-assembled images whose process died (a crash mid-assembly); a live process's stays.</summary>
-    private static void RemoveDeadAssemblies(string image)
-    {
-        var prefix = Path.GetFileName(image) + ".assembling-";
-        foreach (var stale in Directory.EnumerateFiles(Path.GetDirectoryName(image)!, prefix + "*"))
-        {
-            var pid = Path.GetFileName(stale)[prefix.Length..].Split('-')[0];
-            if (int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var p) && !ProcessControl.IsAlive(p))
-            {
-                File.Delete(stale);
             }
         }
     }
