@@ -106,6 +106,17 @@ Describe 'Branching running children' -Tag Branch {
         [int](python3 -c $patch $image) | Should -BeGreaterThan 0 -Because 'the fork rebuilt the image from the chain'
     }
 
+    It '-Force never replaces a snapshot that diff snapshots depend on (SnapshotHasDependents, naming them)' {
+        $err = $null
+        $source | Checkpoint-ForkdChild -Tag br-diff -Mode Full -Force -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Match '^SnapshotHasDependents'
+        $err[0].Exception.Message | Should -Match 'br-d2' -Because 'the message names the dependents'
+        $err[0].ErrorDetails.RecommendedAction | Should -Match 'Merge-ForkdSnapshot -Tag br-d2'
+        # Refused before a parent VM is booted (the check comes before the question, so -WhatIf shows it too).
+        { New-ForkdSnapshot -Tag br-diff -Recipe minimal -Force -WhatIf } | Should -Throw -ErrorId 'SnapshotHasDependents*'
+        (Get-Meta br-diff).parent_tag | Should -Be 'br' -Because 'br-diff is still the diff its dependents were taken over'
+    }
+
     It 'refuses to fork a chain whose parent memory changed (SnapshotChainBroken)' {
         # br-d2's diff is what its memory is made of (its memory.bin is only a cache, rebuilt when changed).
         $diffFile = Join-Path (Get-ForkdSnapshot br-d2).Path 'memory.diff'

@@ -126,7 +126,7 @@ public sealed class PackInstaller
         }
         else if (_store.Exists(tag))
         {
-            _store.ThrowIfChildrenRun(tag, "replace it");
+            _store.ThrowIfNotReplaceable(tag);
         }
     }
 

@@ -129,10 +129,12 @@ public sealed partial class SnapshotStore
     /// <summary>
     /// Installs the complete snapshot in <paramref name="staging"/> (a work dir in the staging area) under the tag
     /// the caller holds exclusively. Its metadata is read and validated first; an existing snapshot is replaced
-    /// only when <paramref name="replace"/> is set and none of its children run, by exchanging the two directories
-    /// in one step and deleting the old one afterwards. On success <paramref name="staging"/> no longer exists.
+    /// only when <paramref name="replace"/> is set, none of its children run and no diff snapshot depends on it (unless
+    /// <paramref name="keepsMemoryImage"/>: the new copy has the very same memory image, as an in-place merge does), by
+    /// exchanging the two directories in one step and deleting the old one afterwards. On success <paramref name="staging"/>
+    /// no longer exists.
     /// </summary>
-    public SnapshotInfo Install(TagLock heldLock, string staging, bool replace)
+    public SnapshotInfo Install(TagLock heldLock, string staging, bool replace, bool keepsMemoryImage = false)
     {
         ArgumentNullException.ThrowIfNull(heldLock);
         ArgumentNullException.ThrowIfNull(staging);
@@ -166,6 +168,11 @@ public sealed partial class SnapshotStore
         }
 
         ThrowIfChildrenRun(tag, "replace it");
+        if (!keepsMemoryImage)
+        {
+            ThrowIfDependents(tag, "replace it");
+        }
+
         AtomicRename.Exchange(staging, dest);
         Failpoints.Hit("store.install.after-exchange");
         SafeDelete.Delete(staging); // now the old snapshot
