@@ -106,8 +106,21 @@ public sealed partial class SnapshotStore
     /// </summary>
     public void Remove(string tag)
     {
-        var dir = Paths.SnapshotDirectory(tag);
         using var tagLock = TagLock.Acquire(Paths, tag, "Remove-ForkdSnapshot");
+        RemoveHeld(tagLock);
+    }
+
+    /// <summary><see cref="Remove"/> for a caller that holds the tag's exclusive lock already (an import rolling back its own install).</summary>
+    public void RemoveHeld(TagLock tagLock)
+    {
+        ArgumentNullException.ThrowIfNull(tagLock);
+        if (tagLock.IsShared)
+        {
+            throw new InvalidOperationException("removing a snapshot needs the tag's exclusive lock");
+        }
+
+        var tag = tagLock.Tag;
+        var dir = Paths.SnapshotDirectory(tag);
         Recover();
         if (!Directory.Exists(dir))
         {
