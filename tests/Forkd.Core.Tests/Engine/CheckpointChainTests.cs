@@ -211,19 +211,6 @@ public sealed class CheckpointChainTests : IDisposable
         Assert.False(_store.Get("d1").IsComplete);
     }
 
-    [Fact]
-    public async Task Exporting_a_diff_snapshot_is_refused_with_a_hint_to_merge_it_first()
-    {
-        MakeRoot("root", 0x10);
-        MakeDiff("d1", "root", 1, 0xA1);
-        var writer = new Forkd.Core.Hub.PackWriter(_store.Paths);
-        var ex = await Assert.ThrowsAsync<ForkdException>(() =>
-            writer.ExportAsync("d1", Path.Combine(_dir.Path, "d1.forkd"), new Forkd.Core.Hub.PackOptions(), null, CancellationToken.None));
-        Assert.Equal("PackChainNotSupported", ex.ErrorId);
-        Assert.Contains("Merge-ForkdSnapshot", ex.Hint, StringComparison.Ordinal);
-        Assert.False(File.Exists(Path.Combine(_dir.Path, "d1.forkd")));
-    }
-
     [Theory]
     [InlineData(0UL, false)] // not present
     [InlineData((1UL << 63) | (1UL << 61), false)] // present, still the file's page

@@ -126,6 +126,27 @@ public sealed class PackChainTests : IDisposable
     }
 
     [Fact]
+    public async Task A_chain_pushes_to_and_pulls_from_a_hub_over_real_HTTP()
+    {
+        _source.MakeRoot("root", 0x10);
+        _source.MakeDiff("d1", "root", 1, 0xA1);
+        _source.MakeDiff("d2", "d1", 2, 0xA2);
+        using var server = new TestHttpServer();
+        using var client = new HubClient();
+        var pushed = await client.PublishAsync(_source.Store.Paths, "d2", server.Url("/bucket/d2.forkd-snapshot.tar.zst"), new PackOptions(), null, CancellationToken.None);
+        Assert.Equal(2, pushed.Pack.FormatVersion);
+        var upload = Assert.Single(server.Uploads);
+        server.Files["/bucket/d2.forkd-snapshot.tar.zst"] = upload.Body;
+
+        var head = await client.PullAsync(new PackInstaller(_box.Paths), server.Url("/bucket/d2.forkd-snapshot.tar.zst"), new ImportOptions(), null, CancellationToken.None);
+        Assert.Equal("d2", head.Tag);
+        Assert.Equal(["d1", "d2", "root"], Tags());
+        var store = new SnapshotStore(_box.Paths);
+        Assert.Equal(HeadMarks, ChainFixture.PageMarks(store.PrepareChainMemory(store.Get("d2"), CancellationToken.None)));
+        Assert.Empty(HubSandbox.Leftovers(_box.Paths));
+    }
+
+    [Fact]
     public async Task A_standalone_snapshot_still_exports_as_v1()
     {
         _source.MakeRoot("solo", 0x10);
