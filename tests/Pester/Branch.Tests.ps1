@@ -102,7 +102,8 @@ Describe 'Branching running children' -Tag Branch {
         $patch = "import mmap,sys`nf=open(sys.argv[1],'r+b');m=mmap.mmap(f.fileno(),0);n=0;i=m.find(b'link-3')`nwhile i>=0:`n  m[i:i+6]=b'PLANT3';n+=1;i=m.find(b'link-3',i+6)`nm.flush();print(n)"
         [int](python3 -c $patch $image) | Should -BeGreaterThan 0
         $child = Invoke-ForkdFork -Tag br-d3
-        try { Get-Probe $child | Should -Be @(20, 'link-3', 3000000) } finally { $child | Stop-ForkdChild -Confirm:$false }
+        try { $seen = Get-Probe $child } finally { $child | Stop-ForkdChild -Confirm:$false }
+        $seen | Should -Be @(20, 'link-3', 3000000)
         [int](python3 -c $patch $image) | Should -BeGreaterThan 0 -Because 'the fork rebuilt the image from the chain'
     }
 
