@@ -80,6 +80,29 @@ Describe 'Chain packs (manifest v2) round trip' -Tag BranchPack {
         @(Get-ForkdSnapshot).Tag | Sort-Object | Should -Be @('pk', 'pk-copy', 'pk-d1', 'pk-d2')
     }
 
+    It 'an import killed between two link installs leaves complete links only, and the next import finishes the chain' {
+        $crashData = Join-Path $TestDrive 'crash'
+        $script = Join-Path $TestDrive 'crash-import.ps1'
+        Set-Content $script "`$ErrorActionPreference = 'Stop'; Import-Module '$env:FORKD_MODULE_PATH'; Import-ForkdPack -Path '$($pack.Path)' | Out-Null"
+        $psi = [Diagnostics.ProcessStartInfo]::new((Join-Path $PSHOME 'pwsh'))
+        foreach ($a in '-NoProfile', '-NonInteractive', '-File', $script) { $psi.ArgumentList.Add($a) }
+        $psi.Environment['FORKD_DATA_DIR'] = $crashData
+        $psi.Environment['FORKD_FAILPOINTS'] = 'pack.chain.after-link' # SIGKILL right after the root is installed
+        $p = [Diagnostics.Process]::Start($psi)
+        $p.WaitForExit(120000) | Should -BeTrue
+        $p.ExitCode | Should -Be 137
+        $env:FORKD_DATA_DIR = $crashData
+        $left = @(Get-ForkdSnapshot)
+        $left.Tag | Should -Be @('pk') -Because 'links install root first, so what a kill leaves has all its parents'
+        $left[0].IsComplete | Should -BeTrue
+        @(Get-ChildItem (Join-Path $crashData 'staging') -ErrorAction SilentlyContinue).Count | Should -Be 0 -Because 'the dead import dir is removed by the next store operation'
+        (Import-ForkdPack -Path $pack.Path).Tag | Should -Be 'pk-d2'
+        @(Get-ForkdSnapshot).Tag | Sort-Object | Should -Be @('pk', 'pk-d1', 'pk-d2')
+        $child = Invoke-ForkdFork -Tag pk-d2
+        try { $seen = Invoke-Checked $child $probe } finally { $child | Stop-ForkdChild -Confirm:$false }
+        $seen | Should -Be @(3, 'link-2', 2000000)
+    }
+
     It 'refuses a chain pack whose root image was changed (PackChainParentMismatch) and installs nothing' {
         $env:FORKD_DATA_DIR = Join-Path $TestDrive 'hostile'
         $work = Join-Path $TestDrive 'recraft'
