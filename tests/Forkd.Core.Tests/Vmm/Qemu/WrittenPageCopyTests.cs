@@ -75,4 +75,53 @@ public sealed class WrittenPageCopyTests : IDisposable
             python.WaitForExit(5000);
         }
     }
+
+    [Fact]
+    public void Pages_written_after_the_buffer_was_sized_are_captured_too()
+    {
+        var image = Path.Combine(_dir.Path, "memory.bin");
+        using (var f = File.Create(image))
+        {
+            f.SetLength((long)Pages * Page);
+        }
+
+        // 10 pages before Prepare sizes the buffer (8 MiB of headroom: 2048 pages), 3000 more after it.
+        var script = $$"""
+            import mmap, sys
+            f = open('{{image}}', 'r+b')
+            m = mmap.mmap(f.fileno(), {{(long)Pages * Page}}, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            def write(pages):
+                for p in pages: m[p * {{Page}}:(p + 1) * {{Page}}] = bytes([(p % 250) + 1]) * {{Page}}
+            write(range(0, 10))
+            print('ready', flush=True)
+            sys.stdin.readline()
+            write(range(1000, 4000))
+            print('more', flush=True)
+            sys.stdin.readline()
+            """;
+        using var python = Process.Start(new ProcessStartInfo("python3", ["-c", script]) { RedirectStandardInput = true, RedirectStandardOutput = true })!;
+        try
+        {
+            Assert.Equal("ready", python.StandardOutput.ReadLine());
+            var mapping = GuestRam.Find(python.Id, image);
+            using var copy = WrittenPageCopy.Prepare(python.Id, mapping);
+            python.StandardInput.WriteLine();
+            Assert.Equal("more", python.StandardOutput.ReadLine());
+            var runs = copy.Capture(CancellationToken.None);
+            var pages = runs.SelectMany(r => Enumerable.Range(0, (int)r.PageCount).Select(i => r.FirstPage + i)).ToList();
+            Assert.Equal(Enumerable.Range(0, 10).Concat(Enumerable.Range(1000, 3000)).Select(p => (long)p), pages);
+            foreach (var run in runs)
+            {
+                for (var i = 0; i < run.PageCount; i++)
+                {
+                    Assert.True(run.Data.Span.Slice(i * Page, Page).IndexOfAnyExcept(Fill(run.FirstPage + i)) < 0, $"page {run.FirstPage + i} has other bytes");
+                }
+            }
+        }
+        finally
+        {
+            python.StandardInput.WriteLine();
+            python.WaitForExit(5000);
+        }
+    }
 }
