@@ -66,6 +66,8 @@ try {
                 Set-Dirty $child $mib $pct
                 $full = $child | Checkpoint-ForkdChild -Tag "$tag-f$pct" -Mode Full
                 $diff = $child | Checkpoint-ForkdChild -Tag "$tag-d$pct" -Mode Diff
+                # Where each pause went (ms per step: stop, device state | memory side by side, their parts, cont).
+                $phases = { param($r) ($r.PausePhases.GetEnumerator() | ForEach-Object { '{0} {1}' -f $_.Key, $_.Value }) -join '; ' }
                 $row = [pscustomobject]@{
                     MemoryMiB = $mib; DirtyPercent = $pct
                     DirtyMeasuredPercent = [math]::Round(100.0 * $diff.CapturedPages / $diff.TotalPages, 1)
@@ -74,9 +76,13 @@ try {
                     DiffToFull = [math]::Round($diff.PauseTime.TotalMilliseconds / $full.PauseTime.TotalMilliseconds, 3)
                     FullMiB = [math]::Round($full.BytesWritten / 1MB, 1)
                     DiffMiB = [math]::Round($diff.BytesWritten / 1MB, 1)
+                    FullPhases = & $phases $full
+                    DiffPhases = & $phases $diff
                 }
                 $pauses.Add($row)
-                Write-Host ("  {0} MiB, {1}% dirty ({2}% measured): Full pause {3} ms, Diff {4} ms" -f $mib, $pct, $row.DirtyMeasuredPercent, $row.FullPauseMs, $row.DiffPauseMs)
+                Write-Host ("  {0} MiB, {1}% dirty ({2}% measured): Full pause {3} ms, Diff {4} ms, Diff/Full {5}" -f $mib, $pct, $row.DirtyMeasuredPercent, $row.FullPauseMs, $row.DiffPauseMs, $row.DiffToFull)
+                Write-Host "    Full: $($row.FullPhases)"
+                Write-Host "    Diff: $($row.DiffPhases)"
             }
             finally {
                 $child | Stop-ForkdChild -Confirm:$false
@@ -131,6 +137,9 @@ $md = @("# Branch benchmark", "", "$($meta.Date), recipe $Recipe, accelerator $a
     "| Guest MiB | Dirtied (asked) | Dirtied (pages captured by Diff) | Full pause ms | Diff pause ms | Diff / Full | Full MiB written | Diff MiB written |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|")
 $md += $pauses | ForEach-Object { "| $($_.MemoryMiB) | $($_.DirtyPercent) % | $($_.DirtyMeasuredPercent) % | $($_.FullPauseMs) | $($_.DiffPauseMs) | $($_.DiffToFull) | $($_.FullMiB) | $($_.DiffMiB) |" }
+$md += @("", "### Where the pause went (ms per step, side by side with the ratio)", "",
+    "| Guest MiB | Dirtied | Diff / Full | Full pause: steps | Diff pause: steps |", "|---:|---:|---:|---|---|")
+$md += $pauses | ForEach-Object { "| $($_.MemoryMiB) | $($_.DirtyPercent) % | $($_.DiffToFull) | $($_.FullPhases) | $($_.DiffPhases) |" }
 $md += @("", "## Fork time along a diff chain ($ChainMemoryMiB MiB guest, 1 % dirtied per link)", "",
     "| Snapshot | Chain depth | First fork ms (verify + assemble) | Second fork ms (verify, cached memory) |", "|---|---:|---:|---:|")
 $md += $forks | ForEach-Object { "| $($_.Snapshot) | $($_.Depth) | $($_.FirstForkMs) | $($_.SecondForkMs) |" }

@@ -96,10 +96,33 @@ Describe 'Branching running children' -Tag Branch {
         $fromFlat | Should -Be $fromChain
     }
 
+    It 'never maps a changed assembled image: a planted cache is assembled again, so children see the chain state' {
+        $image = Join-Path (Get-ForkdSnapshot br-d3).Path 'memory.bin'
+        # Every copy of the head's note ('link-3', in the guest's page cache and the interpreter) becomes 'PLANT3'.
+        $patch = "import mmap,sys`nf=open(sys.argv[1],'r+b');m=mmap.mmap(f.fileno(),0);n=0;i=m.find(b'link-3')`nwhile i>=0:`n  m[i:i+6]=b'PLANT3';n+=1;i=m.find(b'link-3',i+6)`nm.flush();print(n)"
+        [int](python3 -c $patch $image) | Should -BeGreaterThan 0
+        $child = Invoke-ForkdFork -Tag br-d3
+        try { $seen = Get-Probe $child } finally { $child | Stop-ForkdChild -Confirm:$false }
+        $seen | Should -Be @(20, 'link-3', 3000000)
+        [int](python3 -c $patch $image) | Should -BeGreaterThan 0 -Because 'the fork rebuilt the image from the chain'
+    }
+
+    It '-Force never replaces a snapshot that diff snapshots depend on (SnapshotHasDependents, naming them)' {
+        $err = $null
+        $source | Checkpoint-ForkdChild -Tag br-diff -Mode Full -Force -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Match '^SnapshotHasDependents'
+        $err[0].Exception.Message | Should -Match 'br-d2' -Because 'the message names the dependents'
+        $err[0].ErrorDetails.RecommendedAction | Should -Match 'Merge-ForkdSnapshot -Tag br-d2'
+        # Refused before a parent VM is booted (the check comes before the question, so -WhatIf shows it too).
+        { New-ForkdSnapshot -Tag br-diff -Recipe minimal -Force -WhatIf } | Should -Throw -ErrorId 'SnapshotHasDependents*'
+        (Get-Meta br-diff).parent_tag | Should -Be 'br' -Because 'br-diff is still the diff its dependents were taken over'
+    }
+
     It 'refuses to fork a chain whose parent memory changed (SnapshotChainBroken)' {
-        $image = Join-Path (Get-ForkdSnapshot br-d2).Path 'memory.bin'
-        $stream = [IO.File]::Open($image, 'Open', 'ReadWrite')
-        try { $stream.Position = 1MB; $stream.Write([byte[]](1..64), 0, 64) } finally { $stream.Dispose() }
+        # br-d2's diff is what its memory is made of (its memory.bin is only a cache, rebuilt when changed).
+        $diffFile = Join-Path (Get-ForkdSnapshot br-d2).Path 'memory.diff'
+        $stream = [IO.File]::Open($diffFile, 'Open', 'ReadWrite')
+        try { $stream.Position = $stream.Length - 4096; $stream.Write([byte[]](1..64), 0, 64) } finally { $stream.Dispose() }
         $err = { Invoke-ForkdFork -Tag br-d3 } | Should -Throw -PassThru
         $err.FullyQualifiedErrorId | Should -Match '^SnapshotChainBroken'
         $err.Exception.Message | Should -Match "'br-d2' changed"

@@ -82,7 +82,7 @@ public sealed class Checkpointer
         }
         else if (_store.Exists(tag))
         {
-            _store.ThrowIfChildrenRun(tag, "replace it");
+            _store.ThrowIfNotReplaceable(tag); // before the source is paused
         }
 
         // Shared: the source's snapshot cannot be replaced or removed while its files are read.

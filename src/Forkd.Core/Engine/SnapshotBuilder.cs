@@ -107,7 +107,7 @@ public sealed class SnapshotBuilder
         }
         else if (_store.Exists(tag))
         {
-            _store.ThrowIfChildrenRun(tag, "replace it");
+            _store.ThrowIfNotReplaceable(tag);
         }
 
         foreach (var orphan in await OrphanParents.ReapAsync(_paths).ConfigureAwait(false))

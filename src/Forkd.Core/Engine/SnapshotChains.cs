@@ -1,160 +1,28 @@
-using Forkd.Core.Host;
 using Forkd.Core.Store;
 
 namespace Forkd.Core.Engine;
 
 /// <summary>
-/// Chains of diff snapshots (forkd 0.5's <c>resolve_chain</c>, <c>verify_parent_hashes</c>, <c>assemble_chain_memory</c>).
-/// A diff snapshot holds the pages its source child wrote over its parent's memory image and the SHA-256 of that
-/// image. Forking one walks the chain root to head, checks every parent's image against the hash its child
-/// recorded (hashes are cached beside each image, keyed by its stat, so an unchanged image is not hashed again),
-/// and assembles the head's image once (a reflink or sparse copy of the parent's, with the diff applied), cached
-/// as the snapshot's <c>memory.bin</c>: children map one file, at the speed of a standalone snapshot.
+/// Diff chains for the engine: resolving, verifying and assembling live in the store
+/// (<see cref="SnapshotStore.ResolveChain"/>, <see cref="SnapshotStore.PrepareChainMemory"/>), which forks, merges and
+/// pack imports share; merging (SnapshotChainsMerge.cs) is here.
 /// </summary>
 public sealed partial class SnapshotChains
 {
-    public const int MaxDepth = 64;
+    public const int MaxDepth = SnapshotStore.MaxChainDepth;
 
     private readonly SnapshotStore _store;
 
     public SnapshotChains(SnapshotStore store) => _store = store ?? throw new ArgumentNullException(nameof(store));
 
     /// <summary>The chain of <paramref name="tag"/>, root first, head last (one element for a standalone snapshot).</summary>
-    public IReadOnlyList<SnapshotInfo> Resolve(string tag)
-    {
-        var chain = new List<SnapshotInfo>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        var current = _store.Get(tag);
-        while (true)
-        {
-            if (!seen.Add(current.Tag) || chain.Count >= MaxDepth)
-            {
-                throw Broken(tag, $"its chain loops or is deeper than {MaxDepth} links (at '{current.Tag}')");
-            }
-
-            chain.Add(current);
-            if (!current.Metadata.IsDiff)
-            {
-                break;
-            }
-
-            var parentTag = current.Metadata.ParentTag!;
-            if (!TagRule.IsValid(parentTag))
-            {
-                throw Broken(tag, $"'{current.Tag}' names an invalid parent tag");
-            }
-
-            try
-            {
-                current = _store.Get(parentTag);
-            }
-            catch (ForkdException ex) when (ex.ErrorId == "SnapshotNotFound")
-            {
-                throw Broken(tag, $"parent '{parentTag}' of '{current.Tag}' is missing", ex);
-            }
-        }
-
-        chain.Reverse();
-        return chain;
-    }
+    public IReadOnlyList<SnapshotInfo> Resolve(string tag) => _store.ResolveChain(tag);
 
     /// <summary>
     /// The memory image children of <paramref name="snapshot"/> map: its own for a standalone snapshot; for a diff,
-    /// the assembled image, after every link of the chain was verified. Holds each ancestor's tag lock shared meanwhile.
+    /// the assembled image, after every link of the chain was verified.
     /// </summary>
-    public string PrepareMemory(SnapshotInfo snapshot, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(snapshot);
-        if (!snapshot.Metadata.IsDiff)
-        {
-            return snapshot.Metadata.ResolveMemory(snapshot.Path);
-        }
+    public string PrepareMemory(SnapshotInfo snapshot, CancellationToken cancellationToken) => _store.PrepareChainMemory(snapshot, cancellationToken);
 
-        var locks = new List<TagLock>();
-        try
-        {
-            var chain = Resolve(snapshot.Tag);
-            foreach (var ancestor in chain.Take(chain.Count - 1))
-            {
-                locks.Add(TagLock.AcquireShared(_store.Paths, ancestor.Tag, "Invoke-ForkdFork (diff chain)"));
-            }
-
-            var image = chain[0].Metadata.ResolveMemory(chain[0].Path);
-            for (var i = 1; i < chain.Count; i++)
-            {
-                var link = chain[i];
-                var parentHash = MemoryImageHash.Get(image, cancellationToken);
-                if (!string.Equals(parentHash, link.Metadata.ParentContentHash, StringComparison.OrdinalIgnoreCase))
-                {
-                    throw Broken(snapshot.Tag,
-                        $"the memory image of '{chain[i - 1].Tag}' changed after '{link.Tag}' was taken from it (SHA-256 {parentHash}, recorded {link.Metadata.ParentContentHash})");
-                }
-
-                image = Assemble(link, image, cancellationToken);
-            }
-
-            return image;
-        }
-        finally
-        {
-            foreach (var held in locks)
-            {
-                held.Dispose();
-            }
-        }
-    }
-
-    /// <summary>The link's image, assembled from its parent's once; concurrent forks race harmlessly (same bytes, rename).</summary>
-    private static string Assemble(SnapshotInfo link, string parentImage, CancellationToken cancellationToken)
-    {
-        var image = link.Metadata.ResolveMemory(link.Path);
-        if (File.Exists(image))
-        {
-            return image;
-        }
-
-        var diff = Path.Combine(link.Path, Path.GetFileName(link.Metadata.MemoryDiff!));
-        RemoveDeadAssemblies(image);
-        var temp = $"{image}.assembling-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
-        {
-            SparseCopy.Copy(parentImage, temp, cancellationToken);
-            MemoryDiff.ApplyTo(diff, temp, cancellationToken);
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-            try
-            {
-                AtomicRename.MoveNoReplace(temp, image);
-            }
-            catch (IOException) when (File.Exists(image))
-            {
-                // Another fork assembled it first: same bytes.
-            }
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-
-        return image;
-    }
-
-    /// <summary>Deletes half-assembled images whose process died (a crash mid-assembly); a live process's stays.</summary>
-    private static void RemoveDeadAssemblies(string image)
-    {
-        var prefix = Path.GetFileName(image) + ".assembling-";
-        foreach (var stale in Directory.EnumerateFiles(Path.GetDirectoryName(image)!, prefix + "*"))
-        {
-            var pid = Path.GetFileName(stale)[prefix.Length..].Split('-')[0];
-            if (int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var p) && !ProcessControl.IsAlive(p))
-            {
-                File.Delete(stale);
-            }
-        }
-    }
-
-    public static ForkdException Broken(string tag, string why, Exception? inner = null) =>
-        new("SnapshotChainBroken", ForkdErrorKind.InvalidData, $"snapshot '{tag}' cannot be forked: {why}", tag, inner)
-        {
-            Hint = "A parent snapshot was changed or removed under its diffs. Re-create the chain from a fresh child, or remove it (Remove-ForkdSnapshot -Force on its root).",
-        };
+    public static ForkdException Broken(string tag, string why, Exception? inner = null) => SnapshotStore.ChainBroken(tag, why, inner);
 }

@@ -32,6 +32,10 @@ public sealed partial class SnapshotChains
         {
             _store.ThrowIfExists(destination);
         }
+        else if (!inPlace && _store.Exists(destination))
+        {
+            _store.ThrowIfNotReplaceable(destination); // its dependents are diffs of another image
+        }
 
         var chain = Resolve(tag).Select(s => s.Tag).ToList();
         var image = PrepareMemory(head, cancellationToken);
@@ -62,7 +66,8 @@ public sealed partial class SnapshotChains
             }).Save(staging);
 
             cancellationToken.ThrowIfCancellationRequested();
-            var installed = _store.Install(destinationLock, staging, replace: inPlace || force);
+            // In place, the merged image has the head's bytes: diffs over the head stay valid, so they do not block it.
+            var installed = _store.Install(destinationLock, staging, replace: inPlace || force, keepsMemoryImage: inPlace);
             return new MergeResult(installed, chain);
         }
         finally

@@ -35,6 +35,10 @@ public static class PackExtractor
 
         var manifest = ReadManifest(tar, first, sourceName);
         onManifest(manifest);
+        foreach (var link in manifest.Chain)
+        {
+            Directory.CreateDirectory(Path.Combine(directory, link.Tag)); // a v2 link's files go under its (valid) tag
+        }
 
         var declared = manifest.Files.ToDictionary(f => f.Path, StringComparer.Ordinal);
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -103,10 +107,11 @@ public static class PackExtractor
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var file in manifest.Files)
         {
-            if (!PackFormat.DataFiles.Contains(file.Path))
+            if (!IsAllowed(manifest, file.Path))
             {
-                throw Error("PackManifestInvalid", source,
-                    $"the manifest declares '{Printable(file.Path)}'; a v1 pack holds only {string.Join(", ", PackFormat.DataFiles)}");
+                throw Error("PackManifestInvalid", source, manifest.IsChain
+                    ? $"the manifest declares '{Printable(file.Path)}'; a v2 pack holds only <link tag>/ followed by {string.Join(", ", PackFormat.DataFiles)} (the root) or {MemoryDiff.FileName} in place of {SnapshotFiles.Memory} (a diff link)"
+                    : $"the manifest declares '{Printable(file.Path)}'; a v1 pack holds only {string.Join(", ", PackFormat.DataFiles)}");
             }
 
             if (!names.Add(file.Path))
@@ -115,15 +120,38 @@ public static class PackExtractor
             }
         }
 
-        foreach (var required in new[] { SnapshotFiles.VmState, SnapshotFiles.Memory })
+        // Every snapshot in the pack needs its vmstate and its memory: the image (a standalone one) or the diff (a link).
+        var snapshots = manifest.IsChain ? manifest.Chain.Select(l => (l.Prefix, l.IsRoot)) : [("", true)];
+        foreach (var (prefix, standalone) in snapshots)
         {
-            if (!names.Contains(required))
+            foreach (var required in new[] { SnapshotFiles.VmState, standalone ? SnapshotFiles.Memory : MemoryDiff.FileName })
             {
-                throw Error("PackIncomplete", source, $"the manifest does not declare '{required}', so the snapshot could not be forked");
+                if (!names.Contains(prefix + required))
+                {
+                    throw Error("PackIncomplete", source, $"the manifest does not declare '{prefix + required}', so the snapshot could not be forked");
+                }
             }
         }
 
         return manifest;
+    }
+
+    /// <summary>v1: one of forkd's bare names. v2: a link's prefix and a name that link may carry (no other path at all).</summary>
+    private static bool IsAllowed(PackManifest manifest, string path)
+    {
+        if (!manifest.IsChain)
+        {
+            return PackFormat.DataFiles.Contains(path);
+        }
+
+        var slash = path.IndexOf('/', StringComparison.Ordinal);
+        if (slash <= 0)
+        {
+            return false;
+        }
+
+        var link = manifest.Chain.FirstOrDefault(l => l.Prefix == path[..(slash + 1)]);
+        return link is not null && (link.IsRoot ? PackFormat.DataFiles : PackFormat.DiffLinkFiles).Contains(path[(slash + 1)..]);
     }
 
     /// <summary>The entry's name with a leading "./" removed, after refusing traversal, links and special files.</summary>
@@ -263,7 +291,7 @@ public static class PackExtractor
     private static ForkdException Error(string errorId, string source, string detail, Exception? inner = null) =>
         new(errorId, ForkdErrorKind.InvalidData, $"malformed pack {source}: {detail}", source, inner)
         {
-            Hint = "Only import packs from sources you trust; this one does not follow the forkd pack format v1.",
+            Hint = "Only import packs from sources you trust; this one does not follow the forkd pack format.",
         };
 
     internal static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());

@@ -25,6 +25,13 @@ public sealed record ImportOptions
 
     /// <summary>64 GiB: a memory image of the largest guest we would fork, with room for a root disk.</summary>
     public const long DefaultMaxSize = 64L << 30;
+
+    /// <summary>
+    /// A v2 (chain) pack installs its ancestors under <c>&lt;prefix&gt;&lt;tag&gt;</c> instead of their own tags (the head
+    /// takes <see cref="Tag"/> or its own). Without it a local snapshot with an ancestor's tag is reused when its memory
+    /// image has the SHA-256 the pack's next link records, and refused (<c>PackChainTagConflict</c>) otherwise.
+    /// </summary>
+    public string? ChainTagPrefix { get; init; }
 }
 
 /// <summary>
@@ -33,7 +40,7 @@ public sealed record ImportOptions
 /// replaced snapshot is renamed away first and deleted last, so the tag is never missing or half
 /// written; an import killed midway leaves only its work dir, which the stale-work-dir sweep removes.
 /// </summary>
-public sealed class PackInstaller
+public sealed partial class PackInstaller
 {
     private readonly ForkdPaths _paths;
     private readonly SnapshotStore _store;
@@ -77,18 +84,32 @@ public sealed class PackInstaller
         var report = new ProgressThrottle(progress, "Importing " + sourceName, length, clock);
         var staging = WorkDirectories.Create(_paths, WorkDirKind.Unpack, options.Tag ?? "pack");
         TagLock? tagLock = null;
-        string? tag = null;
+        ChainImport? chain = null;
         try
         {
-            PackExtractor.Extract(source, sourceName, staging, manifest =>
+            var manifest = PackExtractor.Extract(source, sourceName, staging, manifest =>
             {
-                tag = options.Tag ?? ManifestTag(manifest.Tag, sourceName);
-                tagLock = TagLock.Acquire(_paths, tag, "Import-ForkdPack");
-                CheckReplaceable(tag, options.Force);
+                if (manifest.IsChain)
+                {
+                    chain = PlanChain(manifest, options, sourceName, ct); // local tags, locks and conflicts, before any data
+                }
+                else
+                {
+                    tagLock = TagLock.Acquire(_paths, options.Tag ?? ManifestTag(manifest.Tag, sourceName), "Import-ForkdPack");
+                    CheckReplaceable(tagLock.Tag, options.Force);
+                }
+
                 CheckSize(manifest, options.MaxSize, sourceName);
             }, report.Set, ct);
 
-            PrepareMetadata(staging, options.Volumes, sourceName);
+            if (chain is not null)
+            {
+                var head = InstallChain(chain, manifest, staging, options, sourceName, ct);
+                report.Final();
+                return head;
+            }
+
+            PrepareMetadata(staging, options.Volumes, sourceName, standalone: true);
             ct.ThrowIfCancellationRequested();
             Failpoints.Hit("pack.before-install");
             var installed = _store.Install(tagLock!, staging, options.Force);
@@ -98,6 +119,7 @@ public sealed class PackInstaller
         finally
         {
             tagLock?.Dispose();
+            chain?.Dispose();
             SafeDelete.Delete(staging);
         }
     }
@@ -126,7 +148,7 @@ public sealed class PackInstaller
         }
         else if (_store.Exists(tag))
         {
-            _store.ThrowIfChildrenRun(tag, "replace it");
+            _store.ThrowIfNotReplaceable(tag);
         }
     }
 
@@ -161,7 +183,10 @@ public sealed class PackInstaller
     /// Checks snapshot.json against the schema and the path rules, drops the packing host's volume paths (binding
     /// the user's), and writes it back, all in staging: a pack that fails here never replaces anything.
     /// </summary>
-    private static void PrepareMetadata(string staging, IReadOnlyList<VolumeSpec> bindings, string sourceName)
+    /// <param name="standalone">A v1 pack (or a chain's root): its snapshot.json must not describe a diff, whose parent the pack does not carry.</param>
+    /// <param name="rewrite">Runs on the validated JSON before it is written back (a chain link's parent tag).</param>
+    private static System.Text.Json.Nodes.JsonObject? PrepareMetadata(string staging, IReadOnlyList<VolumeSpec> bindings, string sourceName, bool standalone,
+        Action<System.Text.Json.Nodes.JsonObject>? rewrite = null)
     {
         var file = Path.Combine(staging, SnapshotFiles.Metadata);
         var source = $"{SnapshotFiles.Metadata} in {sourceName}";
@@ -173,14 +198,22 @@ public sealed class PackInstaller
                 SnapshotMetadataSafety.PrepareImported(new System.Text.Json.Nodes.JsonObject(), bindings, source); // throws: no volumes to bind
             }
 
-            return; // forkd's defaults: vmstate, memory.bin, no volumes
+            return null; // forkd's defaults: vmstate, memory.bin, no volumes
         }
 
         var root = SnapshotMetadataSchema.Validate(text, source);
+        if (standalone && (root.ContainsKey("parent_tag") || root.ContainsKey("memory_diff")))
+        {
+            throw PackManifest.ChainError("PackChainBroken", sourceName,
+                $"{source} describes a diff over '{PackExtractor.Printable((string?)root["parent_tag"] ?? "?")}', but the pack carries a standalone snapshot there (a missing link)");
+        }
+
         SnapshotMetadataSafety.PrepareImported(root, bindings, source);
         SnapshotMetadataSafety.CheckPaths(root, staging, SnapshotMetadataSafety.UnsafeInPack, source);
+        rewrite?.Invoke(root);
         var temp = file + ".tmp";
         File.WriteAllText(temp, root.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true, IndentSize = 2 }));
         File.Move(temp, file, overwrite: true);
+        return root;
     }
 }

@@ -6,10 +6,10 @@ using Tomlyn.Model;
 namespace Forkd.Core.Hub;
 
 /// <summary>
-/// <c>manifest.toml</c>, the first entry of every pack (spec 1.12.1). Parsing is strict about the keys
-/// forkd defines (type and shape) and ignores keys it does not know, as forkd's serde does.
+/// <c>manifest.toml</c>, the first entry of every pack (spec 1.12.1; v2's <c>chain[]</c> in PackManifest.Chain.cs).
+/// Parsing is strict about the keys forkd defines (type and shape) and ignores keys it does not know, as forkd's serde does.
 /// </summary>
-public sealed record PackManifest
+public sealed partial record PackManifest
 {
     public long FormatVersion { get; init; } = PackFormat.Version;
 
@@ -24,10 +24,15 @@ public sealed record PackManifest
 
     public required string ForkdVersion { get; init; }
 
-    /// <summary>Reserved by forkd for diff chains; never set in v1.</summary>
+    /// <summary>The head's parent in a v2 pack (forkd reserved it for chains); never set in v1.</summary>
     public string? ParentTag { get; init; }
 
+    /// <summary>v2: the links, root first, head (<see cref="Tag"/>) last; empty in v1.</summary>
+    public IReadOnlyList<PackChainLink> Chain { get; init; } = [];
+
     public IReadOnlyList<PackFileEntry> Files { get; init; } = [];
+
+    public bool IsChain => FormatVersion == PackFormat.ChainVersion;
 
     public static string FormatTimestamp(DateTimeOffset time) =>
         time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
@@ -55,6 +60,7 @@ public sealed record PackManifest
             sb.Append("parent_tag = ").Append(Quote(ParentTag)).Append('\n');
         }
 
+        AppendChain(sb);
         foreach (var file in Files)
         {
             sb.Append("\n[[files]]\n");
@@ -116,16 +122,16 @@ public sealed record PackManifest
             throw Invalid(source, "key 'forkd_pack_version' is missing or not an integer");
         }
 
-        if (version != PackFormat.Version)
+        if (version is < PackFormat.Version or > PackFormat.MaxSupportedVersion)
         {
-            var newer = version > PackFormat.Version;
+            var newer = version > PackFormat.MaxSupportedVersion;
             throw new ForkdException("PackVersionUnsupported", ForkdErrorKind.NotSupported,
                 newer
-                    ? $"pack format version {version} is newer than this module supports ({PackFormat.Version})"
-                    : $"pack format version {version} is not a valid forkd pack version (this module reads version {PackFormat.Version})",
+                    ? $"pack format version {version} is newer than this module supports ({PackFormat.MaxSupportedVersion})"
+                    : $"pack format version {version} is not a valid forkd pack version (this module reads versions {PackFormat.Version} and {PackFormat.MaxSupportedVersion})",
                 source)
             {
-                Hint = newer ? "Update the Forkd module, or ask the publisher for a version 1 pack." : "The pack was not written by forkd.",
+                Hint = newer ? "Update the Forkd module, or ask the publisher for a version 1 pack (a merged, standalone snapshot)." : "The pack was not written by forkd.",
             };
         }
 
@@ -143,7 +149,7 @@ public sealed record PackManifest
             }
         }
 
-        return new PackManifest
+        var manifest = new PackManifest
         {
             FormatVersion = version,
             Tag = RequiredString(table, "tag", source),
@@ -154,6 +160,8 @@ public sealed record PackManifest
             ParentTag = OptionalString(table, "parent_tag", source),
             Files = files,
         };
+        // v1 has no chain: a 'chain' key there is ignored, as forkd 0.1.3's serde ignores it.
+        return version == PackFormat.ChainVersion ? manifest with { Chain = ParseChain(table, manifest, source) } : manifest;
     }
 
     private static PackFileEntry ParseFile(TomlTable item, string source, int index)
@@ -177,7 +185,7 @@ public sealed record PackManifest
         return new PackFileEntry(path, size, sha.ToLowerInvariant());
     }
 
-    private static bool IsSha256Hex(string s) => s.Length == 64 && s.All(char.IsAsciiHexDigit);
+    internal static bool IsSha256Hex(string s) => s.Length == 64 && s.All(char.IsAsciiHexDigit);
 
     private static string RequiredString(TomlTable table, string key, string source) =>
         OptionalString(table, key, source) ?? throw Invalid(source, $"key '{key}' is missing");
@@ -192,7 +200,7 @@ public sealed record PackManifest
         return value as string ?? throw Invalid(source, $"key '{key}' must be a string");
     }
 
-    private static ForkdException Invalid(string source, string detail, Exception? inner = null) =>
+    internal static ForkdException Invalid(string source, string detail, Exception? inner = null) =>
         new("PackManifestInvalid", ForkdErrorKind.InvalidData, $"manifest.toml in {source} is invalid: {detail}", source, inner)
         {
             Hint = "The pack is damaged or was not written by forkd; ask the publisher to re-export it.",
@@ -204,5 +212,5 @@ public sealed record PackManifest
         return nl < 0 ? s : s[..nl];
     }
 
-    private static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+    internal static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
 }

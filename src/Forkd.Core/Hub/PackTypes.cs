@@ -2,10 +2,17 @@ using Forkd.Core.Store;
 
 namespace Forkd.Core.Hub;
 
-/// <summary>Constants of forkd's pack format v1 (spec 1.12.1).</summary>
+/// <summary>Constants of forkd's pack format: v1 (spec 1.12.1) for a standalone snapshot, v2 (spec 10.6) for a diff chain.</summary>
 public static class PackFormat
 {
+    /// <summary>What a standalone snapshot is packed as (byte for byte the v1 forkd 0.1.3 reads).</summary>
     public const int Version = 1;
+
+    /// <summary>forkd 0.5's manifest v2: <c>chain[]</c> root to head, each link's files under its <c>&lt;tag&gt;/</c> prefix.</summary>
+    public const int ChainVersion = 2;
+
+    /// <summary>forkd's <c>MAX_SUPPORTED_PACK_VERSION</c>.</summary>
+    public const int MaxSupportedVersion = 2;
 
     public const string ManifestName = "manifest.toml";
 
@@ -23,6 +30,16 @@ public static class PackFormat
         SnapshotFiles.Kernel, SnapshotFiles.Initramfs, SnapshotFiles.Memory,
     ];
 
+    /// <summary>
+    /// Files of a diff link in a v2 pack: the root link's list with <c>memory.diff</c> in place of <c>memory.bin</c> (its
+    /// memory image is assembled from the chain; a cached <c>memory.bin</c> is never packed).
+    /// </summary>
+    public static IReadOnlyList<string> DiffLinkFiles { get; } =
+    [
+        SnapshotFiles.Metadata, SnapshotFiles.VmState, SnapshotFiles.Rootfs,
+        SnapshotFiles.Kernel, SnapshotFiles.Initramfs, MemoryDiff.FileName,
+    ];
+
     /// <summary>A manifest is a few hundred bytes; anything beyond this is not a manifest.</summary>
     public const int MaxManifestBytes = 1024 * 1024;
 
@@ -33,6 +50,15 @@ public static class PackFormat
 
 /// <summary>One data file inside a pack, as the manifest lists it.</summary>
 public sealed record PackFileEntry(string Path, long Size, string Sha256);
+
+/// <summary>
+/// One link of a v2 pack's <c>chain[]</c>, root first: its tag, the prefix its files carry (<c>&lt;tag&gt;/</c>) and, for
+/// every link but the root, its parent's tag and the SHA-256 of the parent's memory image it is a diff over.
+/// </summary>
+public sealed record PackChainLink(string Tag, string Prefix, string? ParentTag, string? ParentContentHash)
+{
+    public bool IsRoot => ParentTag is null;
+}
 
 /// <summary>What Export-ForkdPack wrote.</summary>
 public sealed record PackInfo
@@ -51,6 +77,12 @@ public sealed record PackInfo
     public double Ratio { get; init; }
 
     public IReadOnlyList<PackFileEntry> Files { get; init; } = [];
+
+    /// <summary>The manifest's format version: 1 for a standalone snapshot, 2 for a diff chain.</summary>
+    public int FormatVersion { get; init; } = PackFormat.Version;
+
+    /// <summary>The tags of a v2 pack's chain, root first (empty for v1).</summary>
+    public IReadOnlyList<string> Chain { get; init; } = [];
 
     public TimeSpan Duration { get; init; }
 

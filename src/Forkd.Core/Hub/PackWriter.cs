@@ -8,12 +8,13 @@ using Microsoft.Win32.SafeHandles;
 namespace Forkd.Core.Hub;
 
 /// <summary>
-/// Writes a snapshot as a forkd v1 pack. One read of each file feeds both its SHA-256 and the
+/// Writes a snapshot as a forkd pack: v1 for a standalone snapshot, v2 for a diff chain (PackWriter.Chain.cs). One read
+/// of each file feeds both its SHA-256 and the
 /// compressor; the manifest (which must come first but needs those hashes) goes into a raw zstd frame
 /// whose size is known in advance, so it is written into the space left for it at the end. The file
 /// appears under its final name only when complete (written beside it, then renamed).
 /// </summary>
-public sealed class PackWriter
+public sealed partial class PackWriter
 {
     private const int ReadSize = 1024 * 1024;
     private const int PageSize = 4096;
@@ -51,15 +52,9 @@ public sealed class PackWriter
             throw SnapshotStore.NotFound(tag, dir);
         }
 
-        // Branching: a diff snapshot needs its chain; pack manifest v2 (chain[]) is not written yet, so say how to export it.
-        if (SnapshotMetadata.Load(dir).IsDiff)
-        {
-            throw new ForkdException("PackChainNotSupported", ForkdErrorKind.NotSupported,
-                $"snapshot '{tag}' is a diff over '{SnapshotMetadata.Load(dir).ParentTag}'; packs of diff chains are not supported yet", tag)
-            { Hint = $"Merge-ForkdSnapshot -Tag {tag} -DestinationTag {tag}-flat, then export the standalone {tag}-flat." };
-        }
-
-        var sources = CollectSources(tag, dir);
+        // A diff snapshot is packed with its chain (manifest v2), its ancestors held shared meanwhile; a standalone one as v1.
+        using var chain = SnapshotMetadata.Load(dir).IsDiff ? PlanChain(tag, ct) : null;
+        var sources = chain?.Sources ?? CollectSources(tag, dir, "", root: true);
         var outputDir = Path.GetDirectoryName(destination)!;
         if (!Directory.Exists(outputDir))
         {
@@ -75,11 +70,14 @@ public sealed class PackWriter
         var now = DateTimeOffset.UtcNow;
         var manifest = new PackManifest
         {
+            FormatVersion = chain is null ? PackFormat.Version : PackFormat.ChainVersion,
             Tag = tag,
             Description = options.Description,
             BaseImage = options.BaseImage,
             CreatedAt = PackManifest.FormatTimestamp(now),
             ForkdVersion = ProducerVersion,
+            ParentTag = chain?.Links[^1].ParentTag,
+            Chain = chain?.Links ?? [],
             Files = sources.Select(s => new PackFileEntry(s.Name, s.Size, new string('0', 64))).ToList(),
         };
         var reserved = ZstdFrames.RawFrameSize(ManifestEntry(manifest, now).Length);
@@ -126,6 +124,8 @@ public sealed class PackWriter
                 UnpackedBytes = total,
                 Ratio = end == 0 ? 0 : Math.Round((double)total / end, 2),
                 Files = manifest.Files,
+                FormatVersion = (int)manifest.FormatVersion,
+                Chain = manifest.Chain.Select(l => l.Tag).ToList(),
                 Duration = clock.Elapsed,
                 Description = options.Description,
                 BaseImage = options.BaseImage,
@@ -237,10 +237,11 @@ public sealed class PackWriter
         }
     }
 
-    private static List<Source> CollectSources(string tag, string dir)
+    /// <summary>The files of one snapshot, named <paramref name="prefix"/> + file name: forkd's list for a standalone one, the diff instead of memory.bin for a link.</summary>
+    private static List<Source> CollectSources(string tag, string dir, string prefix, bool root)
     {
         var sources = new List<Source>();
-        foreach (var name in PackFormat.DataFiles)
+        foreach (var name in root ? PackFormat.DataFiles : PackFormat.DiffLinkFiles)
         {
             var path = Path.Combine(dir, name);
             var info = new FileInfo(path);
@@ -258,12 +259,12 @@ public sealed class PackWriter
             }
 
             var mode = (int)File.GetUnixFileMode(path);
-            sources.Add(new Source(name, path, size, mode, info.LastWriteTimeUtc, content));
+            sources.Add(new Source(prefix + name, path, size, mode, info.LastWriteTimeUtc, content));
         }
 
-        foreach (var required in new[] { SnapshotFiles.VmState, SnapshotFiles.Memory })
+        foreach (var required in new[] { SnapshotFiles.VmState, root ? SnapshotFiles.Memory : MemoryDiff.FileName })
         {
-            if (!sources.Any(s => s.Name == required))
+            if (!sources.Any(s => s.Name == prefix + required))
             {
                 throw new ForkdException("PackSourceIncomplete", ForkdErrorKind.InvalidData,
                     $"snapshot '{tag}' at {dir} has no '{required}'; nothing to pack", tag)

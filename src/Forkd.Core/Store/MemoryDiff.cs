@@ -2,8 +2,8 @@ using System.Buffers.Binary;
 
 namespace Forkd.Core.Store;
 
-/// <summary>A run of consecutive guest pages and their bytes, as captured from a paused VM.</summary>
-public sealed record DiffRun(long FirstPage, byte[] Data)
+/// <summary>A run of consecutive guest pages and their bytes, as captured from a paused VM (a slice of a larger buffer, often).</summary>
+public sealed record DiffRun(long FirstPage, ReadOnlyMemory<byte> Data)
 {
     public long PageCount => Data.Length / MemoryDiff.PageSize;
 }
@@ -44,7 +44,7 @@ public static class MemoryDiff
 
             foreach (var run in runs)
             {
-                file.Write(run.Data);
+                file.Write(run.Data.Span);
             }
 
             file.Flush(flushToDisk: false);

@@ -29,19 +29,30 @@ public sealed partial class SnapshotStore
         return result;
     }
 
-    /// <summary>Refuses a removal that would leave diff snapshots without the memory image they are diffs of.</summary>
-    public void ThrowIfDependents(string tag)
+    /// <summary>
+    /// Refuses a removal or a replacement (<paramref name="action"/>) that would leave diff snapshots without the memory
+    /// image they are diffs of: a replaced parent has another image, so every fork of a dependent would be refused.
+    /// </summary>
+    public void ThrowIfDependents(string tag, string action = "remove it")
     {
         var dependents = Dependents(tag);
         if (dependents.Count > 0)
         {
+            var direct = List().Where(s => s.Metadata.IsDiff && s.Metadata.ParentTag == tag).Select(s => s.Tag).ToList();
             throw new ForkdException("SnapshotHasDependents", ForkdErrorKind.InUse,
-                $"snapshot '{tag}' is the parent of {dependents.Count} diff snapshot(s) ({string.Join(", ", dependents)}); they need its memory image",
+                $"cannot {action}: snapshot '{tag}' is the parent of {dependents.Count} diff snapshot(s) ({string.Join(", ", dependents)}); they need its memory image",
                 tag)
             {
-                Hint = $"Merge-ForkdSnapshot each dependent into a standalone snapshot first, or Remove-ForkdSnapshot -Tag {tag} -Force to remove them too.",
+                Hint = $"Make its dependents standalone first (Merge-ForkdSnapshot -Tag {string.Join(", ", direct)}), or Remove-ForkdSnapshot -Tag {tag} -Force to remove them with it.",
             };
         }
+    }
+
+    /// <summary>What a -Force replace of an existing <paramref name="tag"/> must pass first: no running children, no diff snapshots over it.</summary>
+    public void ThrowIfNotReplaceable(string tag)
+    {
+        ThrowIfChildrenRun(tag, "replace it");
+        ThrowIfDependents(tag, "replace it");
     }
 
     /// <summary>Removes <paramref name="tag"/> and every snapshot that depends on it (deepest first), each under its own tag lock.</summary>

@@ -106,8 +106,21 @@ public sealed partial class SnapshotStore
     /// </summary>
     public void Remove(string tag)
     {
-        var dir = Paths.SnapshotDirectory(tag);
         using var tagLock = TagLock.Acquire(Paths, tag, "Remove-ForkdSnapshot");
+        RemoveHeld(tagLock);
+    }
+
+    /// <summary><see cref="Remove"/> for a caller that holds the tag's exclusive lock already (an import rolling back its own install).</summary>
+    public void RemoveHeld(TagLock tagLock)
+    {
+        ArgumentNullException.ThrowIfNull(tagLock);
+        if (tagLock.IsShared)
+        {
+            throw new InvalidOperationException("removing a snapshot needs the tag's exclusive lock");
+        }
+
+        var tag = tagLock.Tag;
+        var dir = Paths.SnapshotDirectory(tag);
         Recover();
         if (!Directory.Exists(dir))
         {
@@ -129,10 +142,12 @@ public sealed partial class SnapshotStore
     /// <summary>
     /// Installs the complete snapshot in <paramref name="staging"/> (a work dir in the staging area) under the tag
     /// the caller holds exclusively. Its metadata is read and validated first; an existing snapshot is replaced
-    /// only when <paramref name="replace"/> is set and none of its children run, by exchanging the two directories
-    /// in one step and deleting the old one afterwards. On success <paramref name="staging"/> no longer exists.
+    /// only when <paramref name="replace"/> is set, none of its children run and no diff snapshot depends on it (unless
+    /// <paramref name="keepsMemoryImage"/>: the new copy has the very same memory image, as an in-place merge does), by
+    /// exchanging the two directories in one step and deleting the old one afterwards. On success <paramref name="staging"/>
+    /// no longer exists.
     /// </summary>
-    public SnapshotInfo Install(TagLock heldLock, string staging, bool replace)
+    public SnapshotInfo Install(TagLock heldLock, string staging, bool replace, bool keepsMemoryImage = false)
     {
         ArgumentNullException.ThrowIfNull(heldLock);
         ArgumentNullException.ThrowIfNull(staging);
@@ -166,6 +181,11 @@ public sealed partial class SnapshotStore
         }
 
         ThrowIfChildrenRun(tag, "replace it");
+        if (!keepsMemoryImage)
+        {
+            ThrowIfDependents(tag, "replace it");
+        }
+
         AtomicRename.Exchange(staging, dest);
         Failpoints.Hit("store.install.after-exchange");
         SafeDelete.Delete(staging); // now the old snapshot

@@ -57,7 +57,7 @@ public sealed class CheckpointForkdChildCommand : ForkdCmdlet
                          $"{result.CapturedPages} of {result.TotalPages} pages, {result.BytesWritten} bytes written");
             if (result.PausePhases.Count > 0)
             {
-                WriteVerbose("pause: " + string.Join(", ", result.PausePhases.Select(p => $"{p.Key} {p.Value:0.0} ms")));
+                WriteVerbose("pause: " + string.Join(", ", result.PausePhases.Select(p => $"{p.Key.Trim()} {p.Value:0.0} ms")));
             }
 
             var output = PSObject.AsPSObject(result.Snapshot);
@@ -68,6 +68,13 @@ public sealed class CheckpointForkdChildCommand : ForkdCmdlet
             output.Properties.Add(new PSNoteProperty("ParentTag", result.ParentTag));
             output.Properties.Add(new PSNoteProperty("CapturedPages", result.CapturedPages));
             output.Properties.Add(new PSNoteProperty("TotalPages", result.TotalPages));
+            var phases = new System.Collections.Specialized.OrderedDictionary(StringComparer.Ordinal);
+            foreach (var phase in result.PausePhases)
+            {
+                phases[phase.Key.Trim()] = phase.Value; // ms; indented names are parts of the step before them
+            }
+
+            output.Properties.Add(new PSNoteProperty("PausePhases", phases));
             WriteObject(output);
         }
         catch (ForkdException ex)

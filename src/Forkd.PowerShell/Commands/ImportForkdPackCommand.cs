@@ -46,6 +46,11 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>A chain pack (v2) installs its ancestors as <c>&lt;prefix&gt;&lt;tag&gt;</c> (for tags that exist here with other content).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ChainTagPrefix { get; set; }
+
     /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
     [Parameter]
     public SwitchParameter AsJob { get; set; }
@@ -111,7 +116,7 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
                 var parsed = Volumes.Parse(v);
                 return parsed with { HostPath = GetUnresolvedProviderPathFromPSPath(parsed.HostPath) };
             })]);
-            var options = new ImportOptions { Tag = Tag, Force = Force, Volumes = volumes, MaxSize = MaxSize };
+            var options = new ImportOptions { Tag = Tag, Force = Force, Volumes = volumes, MaxSize = MaxSize, ChainTagPrefix = ChainTagPrefix };
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";
             SnapshotInfo snapshot;

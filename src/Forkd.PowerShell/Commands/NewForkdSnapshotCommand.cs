@@ -84,7 +84,7 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         {
             if (Force)
             {
-                Store.ThrowIfChildrenRun(Tag, "replace it");
+                Store.ThrowIfNotReplaceable(Tag);
             }
             else
             {

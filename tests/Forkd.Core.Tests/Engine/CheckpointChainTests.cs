@@ -14,45 +14,24 @@ namespace Forkd.Core.Tests.Engine;
 /// </summary>
 public sealed class CheckpointChainTests : IDisposable
 {
-    private const int Page = MemoryDiff.PageSize;
-    private readonly TempDir _dir = new();
+    private const int Page = ChainFixture.Page;
+    private readonly ChainFixture _chains = new();
+    private readonly TempDir _dir;
     private readonly SnapshotStore _store;
 
-    public CheckpointChainTests() => _store = new SnapshotStore(new ForkdPaths(_dir.Sub("data"), _dir.Sub("tmp")));
-
-    public void Dispose() => _dir.Dispose();
-
-    private static byte[] Pages(int count, byte fill) => Enumerable.Repeat(fill, count * Page).ToArray();
-
-    /// <summary>A standalone snapshot whose 8-page memory holds <paramref name="fill"/> in every page.</summary>
-    private string MakeRoot(string tag, byte fill)
+    public CheckpointChainTests()
     {
-        var dir = _dir.Sub("data", "snapshots", tag);
-        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.VmState), [1, 2, 3]);
-        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.Memory), Pages(8, fill));
-        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.Kernel), [0x7f]);
-        new SnapshotMetadata { Backend = "qemu", BackendConfig = new() { ["kernel"] = SnapshotFiles.Kernel } }.Save(dir);
-        return dir;
+        _dir = _chains.Dir;
+        _store = _chains.Store;
     }
 
-    /// <summary>A diff snapshot over <paramref name="parent"/> writing <paramref name="fill"/> into page <paramref name="page"/>.</summary>
-    private string MakeDiff(string tag, string parent, int page, byte fill)
-    {
-        var dir = _dir.Sub("data", "snapshots", tag);
-        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.VmState), [4, 5, 6]);
-        MemoryDiff.Write(Path.Combine(dir, MemoryDiff.FileName), 8 * Page, [new DiffRun(page, Pages(1, fill))]);
-        File.WriteAllBytes(Path.Combine(dir, SnapshotFiles.Kernel), [0x7f]);
-        var parentImage = new SnapshotChains(_store).PrepareMemory(_store.Get(parent), CancellationToken.None);
-        new SnapshotMetadata
-        {
-            Backend = "qemu",
-            BackendConfig = new() { ["kernel"] = SnapshotFiles.Kernel },
-            ParentTag = parent,
-            ParentContentHash = MemoryImageHash.Compute(parentImage),
-            MemoryDiff = MemoryDiff.FileName,
-        }.Save(dir);
-        return dir;
-    }
+    public void Dispose() => _chains.Dispose();
+
+    private static byte[] Pages(int count, byte fill) => ChainFixture.Pages(count, fill);
+
+    private string MakeRoot(string tag, byte fill) => _chains.MakeRoot(tag, fill);
+
+    private string MakeDiff(string tag, string parent, int page, byte fill) => _chains.MakeDiff(tag, parent, page, fill);
 
     [Fact]
     public void A_diff_round_trips_and_applies_only_its_pages()
@@ -230,19 +209,6 @@ public sealed class CheckpointChainTests : IDisposable
         Assert.True(_store.Get("d1").IsComplete);
         File.Delete(Path.Combine(d1, MemoryDiff.FileName));
         Assert.False(_store.Get("d1").IsComplete);
-    }
-
-    [Fact]
-    public async Task Exporting_a_diff_snapshot_is_refused_with_a_hint_to_merge_it_first()
-    {
-        MakeRoot("root", 0x10);
-        MakeDiff("d1", "root", 1, 0xA1);
-        var writer = new Forkd.Core.Hub.PackWriter(_store.Paths);
-        var ex = await Assert.ThrowsAsync<ForkdException>(() =>
-            writer.ExportAsync("d1", Path.Combine(_dir.Path, "d1.forkd"), new Forkd.Core.Hub.PackOptions(), null, CancellationToken.None));
-        Assert.Equal("PackChainNotSupported", ex.ErrorId);
-        Assert.Contains("Merge-ForkdSnapshot", ex.Hint, StringComparison.Ordinal);
-        Assert.False(File.Exists(Path.Combine(_dir.Path, "d1.forkd")));
     }
 
     [Theory]

@@ -176,7 +176,11 @@ public sealed class PackSafetyTests : IDisposable
 
     [Fact]
     public void A_newer_format_version_is_refused() =>
-        Assert.Equal("PackVersionUnsupported", ImportFails(Craft(GoodEntries(Manifest(version: 2)))).ErrorId);
+        Assert.Equal("PackVersionUnsupported", ImportFails(Craft(GoodEntries(Manifest(version: 3)))).ErrorId);
+
+    [Fact]
+    public void A_version_2_manifest_without_a_chain_is_refused() =>
+        Assert.Equal("PackManifestInvalid", ImportFails(Craft(GoodEntries(Manifest(version: 2)))).ErrorId);
 
     [Fact]
     public void Version_zero_is_refused_too() =>

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Globalization;
 using Forkd.Core.Host;
 using Forkd.Core.Store;
@@ -16,12 +15,11 @@ internal sealed record GuestRamMapping(long Start, long Length)
 /// Reads a paused child's guest RAM from the host side. A child maps its snapshot's memory file private
 /// (copy-on-write), so the pages it wrote are exactly those of the mapping no longer backed by the file:
 /// <c>/proc/&lt;pid&gt;/pagemap</c> shows them present (bit 63) and not file-backed (bit 61 clear), or swapped (bit 62).
-/// Their bytes are read with <c>pread</c> on <c>/proc/&lt;pid&gt;/mem</c>.
+/// Full reads all of RAM with <c>pread</c> on <c>/proc/&lt;pid&gt;/mem</c>; Diff's prepared copy is <see cref="WrittenPageCopy"/>.
 /// </summary>
 internal static class GuestRam
 {
     private const int Page = MemoryDiff.PageSize;
-    private const int MaxRunBytes = 4 << 20;
 
     /// <summary>Finds the mapping of <paramref name="memoryFile"/> (matched by device and inode, so symlinked paths agree).</summary>
     public static GuestRamMapping Find(int pid, string memoryFile)
@@ -46,40 +44,6 @@ internal static class GuestRam
         throw new ForkdException("CheckpointFailed", ForkdErrorKind.Failed,
             $"process {pid} has no mapping of its memory file {memoryFile}", memoryFile)
         { Hint = "The child's VMM is not the one the registry recorded; Get-ForkdChild shows its state." };
-    }
-
-    /// <summary>The pages of the mapping the child wrote, coalesced into runs, with their bytes (read while it is paused).</summary>
-    public static List<DiffRun> ReadWrittenPages(int pid, GuestRamMapping mapping, CancellationToken cancellationToken)
-    {
-        var entries = new byte[mapping.Pages * 8];
-        using (var pagemap = File.OpenHandle($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/pagemap"))
-        {
-            ReadFully(pagemap, entries, mapping.Start / Page * 8);
-        }
-
-        using var mem = File.OpenHandle($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/mem");
-        var runs = new List<DiffRun>();
-        long runStart = -1;
-        for (long page = 0; page <= mapping.Pages; page++)
-        {
-            var written = page < mapping.Pages && IsWritten(BinaryPrimitives.ReadUInt64LittleEndian(entries.AsSpan((int)(page * 8), 8)));
-            if (written && runStart < 0)
-            {
-                runStart = page;
-            }
-
-            var runLength = runStart < 0 ? 0 : page - runStart;
-            if (runStart >= 0 && (!written || runLength * Page >= MaxRunBytes))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var data = GC.AllocateUninitializedArray<byte>((int)(runLength * Page)); // filled by the read: no zeroing in the pause
-                ReadFully(mem, data, mapping.Start + (runStart * Page));
-                runs.Add(new DiffRun(runStart, data));
-                runStart = written ? page : -1;
-            }
-        }
-
-        return runs;
     }
 
     /// <summary>pagemap bits: 63 present, 62 swapped, 61 file-page or shared-anon.</summary>
@@ -110,7 +74,7 @@ internal static class GuestRam
         return written;
     }
 
-    private static void ReadFully(SafeFileHandle handle, Span<byte> buffer, long offset)
+    internal static void ReadFully(SafeFileHandle handle, Span<byte> buffer, long offset)
     {
         while (buffer.Length > 0)
         {

@@ -24,8 +24,10 @@ public sealed partial class QemuBackend : IChildControl
 
     /// <summary>
     /// The pause covers only what must see a still guest: the device state (tens of KiB) and the guest RAM pages
-    /// (all of them for Full, written straight to memory.bin; the child's written pages for Diff, copied into memory).
-    /// The diff file and the composed vmstate are written after the resume.
+    /// (all of them for Full, written straight to memory.bin; the child's written pages for Diff, copied into a buffer
+    /// sized and pre-faulted before the stop). The two run side by side: QEMU's main thread writes the device state
+    /// while this process reads RAM (both only read a guest that is stopped). The diff file and the composed vmstate
+    /// are written after the resume. <see cref="ChildCapture.PausePhases"/> says where the pause went.
     /// </summary>
     public async Task<ChildCapture> CaptureAsync(ForkdChild child, ChildCaptureRequest request, CancellationToken cancellationToken)
     {
@@ -42,6 +44,7 @@ public sealed partial class QemuBackend : IChildControl
         await using var qmp = await ConnectChildAsync(child, cancellationToken).ConfigureAwait(false);
         var status = (await qmp.ExecuteAsync("query-status", null, cancellationToken).ConfigureAwait(false))?["status"]?.GetValue<string>();
         var wasRunning = status == "running";
+        using var diffCopy = request.Kind == SnapshotKinds.Diff ? WrittenPageCopy.Prepare(child.ProcessId, mapping) : null; // before the stop
         List<DiffRun>? written = null;
         long memoryBytes = 0;
         var phases = new List<KeyValuePair<string, double>>();
@@ -49,10 +52,11 @@ public sealed partial class QemuBackend : IChildControl
         var lap = TimeSpan.Zero;
         void Lap(string phase)
         {
-            phases.Add(new(phase, Math.Round((clock.Elapsed - lap).TotalMilliseconds, 2)));
+            phases.Add(new(phase, Ms(clock.Elapsed - lap)));
             lap = clock.Elapsed;
         }
 
+        TimeSpan deviceTime = default, memoryTime = default;
         try
         {
             if (wasRunning)
@@ -62,18 +66,44 @@ public sealed partial class QemuBackend : IChildControl
             }
 
             request.OnPaused?.Invoke();
-            await qmp.ExecuteAsync("xen-save-devices-state", new JsonObject { ["filename"] = deviceState, ["live"] = false }, cancellationToken)
-                .ConfigureAwait(false);
-            Lap("device state");
-            if (request.Kind == SnapshotKinds.Diff)
+            var devices = Task.Run(async () =>
             {
-                written = GuestRam.ReadWrittenPages(child.ProcessId, mapping, cancellationToken);
-                Lap("pagemap + copy written pages");
+                var started = Stopwatch.GetTimestamp();
+                await qmp.ExecuteAsync("xen-save-devices-state", new JsonObject { ["filename"] = deviceState, ["live"] = false }, cancellationToken)
+                    .ConfigureAwait(false);
+                deviceTime = Stopwatch.GetElapsedTime(started);
+            }, cancellationToken);
+            var memory = Task.Run(() =>
+            {
+                var started = Stopwatch.GetTimestamp();
+                if (diffCopy is not null)
+                {
+                    written = diffCopy.Capture(cancellationToken);
+                }
+                else
+                {
+                    memoryBytes = GuestRam.CopyAll(child.ProcessId, mapping, memoryOut, cancellationToken);
+                }
+
+                memoryTime = Stopwatch.GetElapsedTime(started);
+            }, cancellationToken);
+            try
+            {
+                await Task.WhenAll(devices, memory).ConfigureAwait(false); // both end before the cont, even when one fails
             }
-            else
+            finally
             {
-                memoryBytes = GuestRam.CopyAll(child.ProcessId, mapping, memoryOut, cancellationToken);
-                Lap("write all RAM");
+                Lap("device state | memory (side by side)");
+                phases.Add(new("  device state (QMP xen-save-devices-state)", Ms(deviceTime)));
+                if (diffCopy is not null)
+                {
+                    phases.Add(new("  pagemap read + scan", Ms(diffCopy.ScanTime)));
+                    phases.Add(new("  copy written pages", Ms(diffCopy.CopyTime)));
+                }
+                else
+                {
+                    phases.Add(new("  read all RAM, write memory.bin", Ms(memoryTime)));
+                }
             }
         }
         finally
@@ -104,6 +134,8 @@ public sealed partial class QemuBackend : IChildControl
         config[QemuVmState.HeaderBytesKey] = header.Length;
         return new ChildCapture(pause, vmstateBytes + memoryBytes, config, captured, mapping.Pages) { PausePhases = phases };
     }
+
+    private static double Ms(TimeSpan time) => Math.Round(time.TotalMilliseconds, 2);
 
     private static Task<QmpClient> ConnectChildAsync(ForkdChild child, CancellationToken cancellationToken)
     {
