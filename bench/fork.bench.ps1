@@ -1,16 +1,22 @@
 #!/usr/bin/env pwsh
 <#
 .SYNOPSIS
-    Fork-from-warm benchmark: cold boot vs fork, memory per idle child, eval vs exec. One run, one
-    guest image, one accelerator (named in the output).
+    Fork-from-warm benchmark: cold boot vs fork at 1 to 100 children, what an idle child costs, where a
+    child's start goes, eval vs exec. One run, one guest image, one accelerator (named in the output).
 .DESCRIPTION
     Measures, in one run on the same guest and accelerator:
-      - cold boot to the agent's first reply (New-ForkdSnapshot's BootTime, 3 boots);
-      - Invoke-ForkdFork of 1, 4 and 16 children until every agent replies (wall clock);
-      - private and proportional memory per idle child, guest-RAM mapping and whole VMM process apart;
+      - cold boot to the agent's first reply (New-ForkdSnapshot's BootTime);
+      - Invoke-ForkdFork of N = 1, 4, 16, 64, 100 children until every agent replies (wall clock), the
+        marginal child (T16 - T1) / 15, and for 100 the time until every child answered its first eval;
+      - each child's start stage by stage (StartStages: VMM start, QMP connect, state load, resume, agent
+        ready, the engine's own work), medians at 1, 16 and 100;
+      - idle cost per child with 100 idle children: % of a core and wake-ups per second; host memory the
+        100 use; private and proportional memory per idle child (16, fresh from the fork), guest-RAM
+        mapping and VMM apart;
+      - a fork of 4 while the 100 idle children run, against the same fork on an empty machine;
       - an eval round trip against exec of a fresh `python3 -c` for the same expression.
-    Writes bench/results/fork.md (table) and bench/results/fork.png (chart; python3-matplotlib from
-    apt, installed here when missing), and prints the table.
+    Every start here is cold: no VMM is pre-started. Writes bench/results/fork.md (tables),
+    bench/results/fork.json and bench/results/fork.png (chart; python3-matplotlib from apt).
 #>
 [CmdletBinding()]
 param(
@@ -18,24 +24,21 @@ param(
     [string] $Recipe = 'minimal',
     [ValidateSet('Auto', 'Kvm', 'Tcg')] [string] $Accelerator = 'Auto',
     [int] $ColdBoots = 3,
+    [int] $IdleSeconds = 10,
     [int] $EvalRounds = 30,
     [int] $ExecRounds = 5
 )
 $ErrorActionPreference = 'Stop'
-$root = Split-Path $PSScriptRoot -Parent
 $results = Join-Path $PSScriptRoot 'results'
 New-Item -ItemType Directory -Force $results | Out-Null
 Import-Module (Resolve-Path $ModulePath).Path -Force
+. (Join-Path $PSScriptRoot 'fork-measure.ps1')
 $env:FORKD_DATA_DIR = Join-Path ([IO.Path]::GetTempPath()) "forkd-bench-data-$PID"
-if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = Join-Path $root '.cache' }
-
-function Get-Median([double[]] $Values) {
-    $s = $Values | Sort-Object
-    if ($s.Count % 2) { $s[[int][math]::Floor($s.Count / 2)] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 }
-}
+if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = Join-Path (Split-Path $PSScriptRoot -Parent) '.cache' }
 
 $tag = 'bench'
 $code = 'sum(i * i for i in range(1000))'
+$counts = 1, 4, 16, 64, 100
 try {
     Write-Host "==> image and cold boots ($ColdBoots)"
     $boots = foreach ($i in 1..$ColdBoots) {
@@ -44,51 +47,54 @@ try {
         Write-Host ("    boot {0}: {1:N2} s to first agent reply ({2})" -f $i, $snap.BootTime.TotalSeconds, $snap.AcceleratorReason)
         $snap.BootTime.TotalMilliseconds
     }
-    $accel = $snap.Accelerator.ToUpperInvariant()
+    $accel = $snap.Accelerator.ToString().ToUpperInvariant()
     $guestMiB = $snap.MemoryMiB
     $cold = Get-Median $boots
+    $null = Invoke-TimedFork $tag 1 | ForEach-Object { $_.Children | Stop-ForkdChild -Confirm:$false } # page cache warm, as for every run after
 
-    $fork = [ordered]@{}
-    $memory = $null
-    foreach ($n in 1, 4, 16) {
-        $reps = if ($n -eq 16) { 1 } else { 3 }
+    $fork = [ordered]@{}; $stages = [ordered]@{}
+    foreach ($n in $counts) {
+        $reps = if ($n -le 16) { 3 } else { 1 }
         $walls = foreach ($r in 1..$reps) {
+            $memBefore = Get-MemAvailableMiB
             $sw = [Diagnostics.Stopwatch]::StartNew()
-            $children = @(Invoke-ForkdFork -Tag $tag -Count $n)
-            $wall = $sw.Elapsed.TotalMilliseconds
-            if ($children.Count -ne $n) { throw "fork of $n returned $($children.Count) children" }
-            Write-Host ("    fork {0,2}: all agents replying after {1:N0} ms (restore median {2:N0} ms)" -f $n, $wall, (Get-Median $children.RestoreTime))
-            if ($n -eq 16 -and $r -eq $reps) {
+            $run = Invoke-TimedFork $tag $n
+            Write-Host ("    fork {0,3}: all agents replying after {1:N0} ms (ready median {2:N0} ms)" -f $n, $run.Wall, (Get-Median $run.Children.Ready.TotalMilliseconds))
+            if ($r -eq $reps -and $n -in 1, 16, 100) { $stages["$n"] = Get-StageMedians $run.Children }
+            if ($n -eq 100) {
+                $answers = @($run.Children | Invoke-ForkdEval -Code '6 * 7' -ThrottleLimit 16)
+                $firstEval = $sw.Elapsed.TotalMilliseconds
+                if (@($answers | Where-Object Value -eq 42).Count -ne 100) { throw 'not every child answered its first eval' }
+                Write-Host ("    100 children forked and each answered its first eval after {0:N0} ms" -f $firstEval)
                 Start-Sleep -Seconds 3 # idle: let the children settle before measuring
-                $memory = foreach ($c in $children) { [Forkd.Core.Host.ProcessMemory]::Measure($c.ProcessId, $c.MemoryFile) }
-            }
-            if ($n -eq 1 -and $r -eq $reps) {
-                $one = $children[0]
+                $idle = Measure-IdleCost $run.Children $IdleSeconds
+                $hostMiB = $memBefore - (Get-MemAvailableMiB)
+                $busy = foreach ($i in 1..3) {
+                    $extra = Invoke-TimedFork $tag 4
+                    $extra.Children | Stop-ForkdChild -Confirm:$false
+                    $extra.Wall
+                }
+                $forkBusy = Get-Median $busy
+                Write-Host ("    idle: {0:N3} % of a core and {1:N1} wake-ups/s per child; fork 4 beside 100 idle: {2:N0} ms" -f $idle.CorePercent, $idle.WakeupsPerSecond, $forkBusy)
+                $all = @(Get-ForkdChild)
+                $all | Stop-ForkdChild -Confirm:$false
+                Assert-NothingLeft $run.Children
+            } elseif ($n -eq 16 -and $r -eq $reps) {
+                Start-Sleep -Seconds 3 # idle children, fresh from the fork, as the 23 MiB figure of issue 13 was taken
+                $memory = foreach ($c in $run.Children) { [Forkd.Core.Host.ProcessMemory]::Measure($c.ProcessId, $c.MemoryFile) }
+                $run.Children | Stop-ForkdChild -Confirm:$false
+            } elseif ($n -eq 1 -and $r -eq $reps) {
+                Write-Host '==> eval vs exec on one child'
+                $calls = Measure-EvalVsExec $run.Children[0] $code $EvalRounds $ExecRounds
+                $run.Children | Stop-ForkdChild -Confirm:$false
             } else {
-                $children | Stop-ForkdChild -Confirm:$false
+                $run.Children | Stop-ForkdChild -Confirm:$false
             }
-            $wall
+            $run.Wall
         }
         $fork["$n"] = Get-Median $walls
     }
 
-    Write-Host "==> eval vs exec on one child"
-    $null = $one | Invoke-ForkdEval -Code $code # first call warms the connection path
-    $evalAgent = [Collections.Generic.List[double]]::new(); $evalWall = [Collections.Generic.List[double]]::new()
-    foreach ($i in 1..$EvalRounds) {
-        $sw = [Diagnostics.Stopwatch]::StartNew()
-        $r = $one | Invoke-ForkdEval -Code $code
-        $evalWall.Add($sw.Elapsed.TotalMilliseconds); $evalAgent.Add($r.DurationMs)
-        if ($r.Value -ne 332833500) { throw "eval returned $($r.Value)" }
-    }
-    $execAgent = [Collections.Generic.List[double]]::new(); $execWall = [Collections.Generic.List[double]]::new()
-    foreach ($i in 1..$ExecRounds) {
-        $sw = [Diagnostics.Stopwatch]::StartNew()
-        $r = $one | Invoke-ForkdExec -Command 'python3', '-c', "print($code)"
-        $execWall.Add($sw.Elapsed.TotalMilliseconds); $execAgent.Add($r.DurationMs)
-        if ($r.Stdout.Trim() -ne '332833500') { throw "exec printed $($r.Stdout)" }
-    }
-    $one | Stop-ForkdChild -Confirm:$false
     Remove-ForkdSnapshot -Tag $tag -Confirm:$false
 
     $m = @{
@@ -97,43 +103,20 @@ try {
         ProcPrivate = ($memory | Measure-Object ProcessPrivateBytes -Average).Average / 1MB
         ProcPss     = ($memory | Measure-Object ProcessPssBytes -Average).Average / 1MB
     }
-    $evalMs = Get-Median $evalAgent; $execMs = Get-Median $execAgent
-    $cpu = ((Get-Content /proc/cpuinfo | Select-String '^model name\s*:\s*(.+)$' | Select-Object -First 1).Matches.Groups[1].Value)
-    $goal = { param($ok) if ($ok) { 'met' } else { 'NOT met' } }
-    $md = @"
-## Fork-from-warm benchmark ($accel, recipe $Recipe, $guestMiB MiB guest RAM)
-
-Host: $([Environment]::ProcessorCount) CPUs ($cpu), QEMU $((& qemu-system-x86_64 --version | Select-Object -First 1) -replace '^QEMU emulator version ', ''), accelerator **$accel**. One run of ``bench/fork.bench.ps1``, $(Get-Date -AsUTC -Format 'yyyy-MM-dd HH:mm') UTC.
-
-| Measure | Result |
-|---|---:|
-| Cold boot to first agent reply (median of $ColdBoots) | $('{0:N0}' -f $cold) ms |
-| Fork 1 child, agent replying (median of 3) | $('{0:N0}' -f $fork['1']) ms |
-| Fork 4 children, all agents replying (median of 3) | $('{0:N0}' -f $fork['4']) ms |
-| Fork 16 children, all agents replying | $('{0:N0}' -f $fork['16']) ms |
-| Idle child (of 16): private pages in the guest-RAM mapping | $('{0:N2}' -f $m.RamPrivate) MiB ($('{0:P2}' -f ($m.RamPrivate / $guestMiB)) of guest RAM) |
-| Idle child (of 16): PSS of the guest-RAM mapping | $('{0:N2}' -f $m.RamPss) MiB |
-| Idle child (of 16): whole VMM process private (guest RAM + QEMU/TCG overhead) | $('{0:N2}' -f $m.ProcPrivate) MiB ($('{0:P1}' -f ($m.ProcPrivate / $guestMiB)) of guest RAM) |
-| Idle child (of 16): whole VMM process PSS | $('{0:N2}' -f $m.ProcPss) MiB |
-| ``eval`` round trip, ``$code`` (median of $EvalRounds; cmdlet wall $('{0:N1}' -f (Get-Median $evalWall)) ms) | $('{0:N2}' -f $evalMs) ms |
-| ``exec`` of ``python3 -c`` for the same expression (median of $ExecRounds; cmdlet wall $('{0:N0}' -f (Get-Median $execWall)) ms) | $('{0:N0}' -f $execMs) ms |
-
-| Goal | Ratio | |
-|---|---:|---|
-| One child ready ≥ 20× sooner than a cold boot | $('{0:N1}' -f ($cold / $fork['1']))× | $(& $goal (($cold / $fork['1']) -ge 20)) |
-| Idle child's private guest memory < 5% of guest RAM | $('{0:P2}' -f ($m.RamPrivate / $guestMiB)) | $(& $goal (($m.RamPrivate / $guestMiB) -lt 0.05)) |
-| Idle child's whole-process private memory < 5% of guest RAM (VMM overhead included) | $('{0:P1}' -f ($m.ProcPrivate / $guestMiB)) | $(& $goal (($m.ProcPrivate / $guestMiB) -lt 0.05)) |
-| ``eval`` ≥ 20× faster than ``exec`` | $('{0:N0}' -f ($execMs / $evalMs))× | $(& $goal (($execMs / $evalMs) -ge 20)) |
-"@
+    $m.Overhead = $m.ProcPrivate - $m.RamPrivate
+    $marginal = ($fork['16'] - $fork['1']) / 15
+    $marginal100 = ($fork['100'] - $fork['1']) / 99
+    $evalMs = $calls.Eval; $execMs = $calls.Exec
+    $data = [ordered]@{ accel = $accel; guest_mib = $guestMiB; cold = $cold; fork = $fork; stages = $stages
+        first_eval_100 = $firstEval; marginal = $marginal; marginal_100 = $marginal100; idle = $idle; host_mib_100 = $hostMiB; fork4_busy = $forkBusy
+        memory = [ordered]@{ 'guest RAM private' = $m.RamPrivate; 'VMM overhead private' = $m.Overhead; 'process private' = $m.ProcPrivate; 'process PSS' = $m.ProcPss }
+        eval_ms = $evalMs; exec_ms = $execMs }
+    $json = Join-Path $results 'fork.json'
+    $data | ConvertTo-Json -Depth 5 | Set-Content $json
+    $md = & (Join-Path $PSScriptRoot 'fork-report.ps1') -Data $data -Recipe $Recipe -ColdBoots $ColdBoots -IdleSeconds $IdleSeconds -Code $code
     Set-Content (Join-Path $results 'fork.md') $md
     Write-Host $md
 
-    # Chart: times on a log scale, memory per idle child beside it.
-    $data = @{ accel = $accel; guest_mib = $guestMiB
-        times = [ordered]@{ 'cold boot' = $cold; 'fork 1' = $fork['1']; 'fork 4' = $fork['4']; 'fork 16' = $fork['16']; 'exec python3 -c' = $execMs; 'eval' = $evalMs }
-        memory = [ordered]@{ 'guest RAM private' = $m.RamPrivate; 'guest RAM PSS' = $m.RamPss; 'process private' = $m.ProcPrivate; 'process PSS' = $m.ProcPss } }
-    $json = Join-Path $results 'fork.json'
-    $data | ConvertTo-Json -Depth 4 | Set-Content $json
     $py = '/usr/bin/python3'
     & $py -c 'import matplotlib' 2>$null
     if ($LASTEXITCODE -ne 0) {
