@@ -9,6 +9,9 @@
     CompatiblePSEditions = @('Core')
     PowerShellVersion    = '7.6'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
+    # The engine's types load first: Forkd.Types.ps1xml names its enums.
+    RequiredAssemblies   = @('Forkd.Core.dll')
+    TypesToProcess       = @('Forkd.Types.ps1xml')
     CmdletsToExport      = @(
         'Build-ForkdImage'
         'Checkpoint-ForkdChild'

@@ -44,7 +44,7 @@ try {
         Write-Host ("    boot {0}: {1:N2} s to first agent reply ({2})" -f $i, $snap.BootTime.TotalSeconds, $snap.AcceleratorReason)
         $snap.BootTime.TotalMilliseconds
     }
-    $accel = $snap.Accelerator.ToUpperInvariant()
+    $accel = "$($snap.Accelerator)".ToUpperInvariant() # an enum since issue 11 (conv2)
     $guestMiB = $snap.MemoryMiB
     $cold = Get-Median $boots
 

@@ -47,7 +47,7 @@ public sealed class SnapshotTagCompleter : LiveCompleter
 {
     protected override IEnumerable<(string Value, string Tip)> Candidates() =>
         new SnapshotStore(ForkdPaths.FromEnvironment()).List()
-            .Select(s => (s.Tag, $"{s.Tag} ({s.Recipe ?? s.Backend}, {s.CreatedAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)})"));
+            .Select(s => (s.Tag, $"{s.Tag} ({s.Recipe ?? s.Backend.ToString()}, {s.CreatedAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)})"));
 }
 
 /// <summary>Ids of the children in the registry.</summary>

@@ -73,6 +73,42 @@ Describe 'Cmdlet conventions' -Tag Conventions, Module {
         Complete 'Get-ForkdSnapshot -Tag zz' | Should -BeNullOrEmpty
     }
 
+    It 'Backend and Accelerator are the enums the parameters take, on live objects and after a Clixml round trip' {
+        New-TestSnapshot 'typed'
+        Set-Content (Join-Path $env:FORKD_DATA_DIR 'snapshots/typed/snapshot.json') '{ "vmstate": "vmstate", "memory": "memory.bin", "backend": "qemu", "accelerator": "tcg" }'
+        (Get-Command New-ForkdSnapshot).Parameters['Backend'].ParameterType | Should -Be ([Forkd.Core.Vmm.BackendKind])
+        $live = Get-ForkdSnapshot -Tag typed
+        $live.Backend | Should -BeOfType ([Forkd.Core.Vmm.BackendKind])
+        $live.Accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
+        @(Get-ForkdSnapshot | Where-Object Accelerator -eq Tcg).Tag | Should -Be @('typed')
+        @(Get-ForkdSnapshot | Where-Object Backend -eq Firecracker).Tag | Should -Be @('held', 'other') # forkd-made: no snapshot.json
+        $file = Join-Path $TestDrive 'snapshots.xml'
+        Get-ForkdSnapshot | Export-Clixml -LiteralPath $file
+        $back = @(Import-Clixml -LiteralPath $file)
+        $back.Count | Should -Be 3
+        @($back | Where-Object Accelerator -eq Tcg).Tag | Should -Be @('typed')
+        ($back | Where-Object Tag -eq typed).Backend | Should -BeOfType ([Forkd.Core.Vmm.BackendKind])
+        # snapshot.json keeps forkd's lower-case names.
+        (Get-Content (Join-Path $env:FORKD_DATA_DIR 'snapshots/typed/snapshot.json') -Raw) | Should -Match '"backend": "qemu"'
+    }
+
+    It 'every enum a result object carries comes back as itself from Clixml (extended type data)' {
+        $enums = Get-Command -Module Forkd | ForEach-Object { $_.OutputType.Type } | Where-Object { $_ } | Sort-Object FullName -Unique |
+            ForEach-Object { $_; $_.GetProperties().PropertyType } | # the objects and, one level down, what they hold
+            ForEach-Object { if ($_.IsGenericType -and $_.GetGenericTypeDefinition() -eq [Nullable`1]) { $_.GetGenericArguments()[0] } else { $_ } } |
+            Where-Object { $_.Namespace -like 'Forkd.*' } | ForEach-Object { $_; $_.GetProperties().PropertyType } |
+            ForEach-Object { if ($_.IsGenericType -and $_.GetGenericTypeDefinition() -eq [Nullable`1]) { $_.GetGenericArguments()[0] } else { $_ } } |
+            Where-Object { $_.IsEnum -and $_.Namespace -like 'Forkd.*' } | Sort-Object FullName -Unique
+        $enums.FullName | Should -Contain 'Forkd.Core.Vmm.Accelerator'
+        $enums.FullName | Should -Contain 'Forkd.Core.Store.ChildState'
+        foreach ($enum in $enums) {
+            $value = [Enum]::GetValues($enum) | Select-Object -Last 1
+            $clone = [System.Management.Automation.PSSerializer]::Deserialize([System.Management.Automation.PSSerializer]::Serialize([pscustomobject]@{ V = $value }))
+            $clone.V | Should -BeOfType $enum -Because "$($enum.FullName) needs a Deserialized.$($enum.FullName) entry in Forkd.Types.ps1xml"
+            $clone.V | Should -Be $value
+        }
+    }
+
     It 'Get-Command -Noun ForkdChild finds a way to create children' {
         $commands = Get-Command -Noun ForkdChild
         $commands.Name | Should -Contain 'New-ForkdChild'

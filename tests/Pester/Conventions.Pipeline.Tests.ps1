@@ -61,6 +61,23 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
         (Get-ForkdChild | Select-Object -First 1 | Get-ForkdSnapshot).Tag | Should -Be 'cpy'
     }
 
+    It 'children carry Backend and Accelerator as enums that Where-Object and a Clixml round trip keep' {
+        $accelerator = $snapshot.Accelerator
+        $accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
+        (Get-ForkdChild)[0].Accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
+        (Get-ForkdChild)[0].Backend | Should -BeOfType ([Forkd.Core.Vmm.BackendKind])
+        @(Get-ForkdChild | Where-Object Backend -eq Qemu).Count | Should -Be 2
+        @(Get-ForkdChild | Where-Object Accelerator -eq "$accelerator").Count | Should -Be 2
+        $file = Join-Path $TestDrive 'children.xml'
+        Get-ForkdChild | Export-Clixml -LiteralPath $file
+        $back = @(Import-Clixml -LiteralPath $file)
+        @($back | Where-Object Accelerator -eq "$accelerator").Count | Should -Be 2
+        @($back | Where-Object State -eq Running).Count | Should -Be 2
+        @($back | Get-ForkdChild).Count | Should -Be 2
+        # The registry keeps forkd's lower-case names.
+        Get-Content -Raw (Join-Path $env:FORKD_DATA_DIR "children/$($children[0].Id).json") | Should -Match '"backend": "qemu"'
+    }
+
     It "'nope','cpy' | Invoke-ForkdFork forks cpy and writes a non-terminating error for nope" {
         $forked = @('nope', 'cpy' | Invoke-ForkdFork -ErrorVariable failures -ErrorAction SilentlyContinue)
         $forked.Count | Should -Be 1

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Forkd.Core.Host;
+using Forkd.Core.Vmm;
 
 namespace Forkd.Core.Store;
 
@@ -277,8 +278,9 @@ public sealed partial class SnapshotStore
             IsComplete = vmstate && memory,
             CreatedAt = metadata.CreatedAt ?? new DateTimeOffset(Directory.GetCreationTimeUtc(dir), TimeSpan.Zero),
             CreatedBy = metadata.CreatedBy ?? "forkd",
-            Backend = metadata.Backend ?? "firecracker",
-            Accelerator = metadata.Accelerator,
+            // The schema admits only these names (any case); absent means forkd's own, a Firecracker snapshot.
+            Backend = VmmNames.ParseBackend(metadata.Backend) ?? BackendKind.Firecracker,
+            Accelerator = VmmNames.ParseAccelerator(metadata.Accelerator),
             Recipe = metadata.Recipe,
             MemoryMiB = metadata.MemoryMiB,
             Metadata = metadata,

@@ -102,7 +102,7 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
             {
                 if (outcome.Child is { } child)
                 {
-                    WriteVerbose($"child {child.Index} {child.Id}: pid {child.ProcessId}, {child.Accelerator.ToUpperInvariant()}, " +
+                    WriteVerbose($"child {child.Index} {child.Id}: pid {child.ProcessId}, {child.Accelerator.ToString().ToUpperInvariant()}, " +
                                  $"restored in {child.RestoreTime:0} ms, agent ready at {child.ReadyTime:0} ms");
                     WriteObject(child);
                 }
