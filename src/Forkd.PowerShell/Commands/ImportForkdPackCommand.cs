@@ -9,7 +9,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Verifies and installs a pack as a local snapshot, from a file or a URL (forkd's <c>unpack</c> and <c>pull</c>).</summary>
 [Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet, HelpUri = HelpLinks.Base + "Import-ForkdPack.md")]
 [OutputType(typeof(SnapshotInfo))]
-public sealed class ImportForkdPackCommand : ForkdCmdlet
+public sealed class ImportForkdPackCommand : ForkdJobCmdlet
 {
     private const string PathSet = "Path";
     private const string LiteralPathSet = "LiteralPath";
@@ -46,20 +46,6 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
-    {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-        }
-    }
-
     /// <summary>Host files for the snapshot's volumes, as <c>HOST:GUEST[:ro]</c>; a pack never chooses them.</summary>
     [Parameter]
     [ValidateNotNull]
@@ -75,14 +61,8 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     [ValidateRange(1, 86400)]
     public double TimeoutSec { get; set; } = HubTimeouts.DefaultIdle.TotalSeconds;
 
-    protected override void ProcessRecord()
+    protected override void ProcessInput()
     {
-        if (AsJob)
-        {
-            _asJob.Add(this);
-            return;
-        }
-
         if (Tag is not null && !CheckTag(Tag))
         {
             return;

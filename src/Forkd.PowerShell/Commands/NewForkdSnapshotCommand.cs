@@ -9,7 +9,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Boots a parent VM, warms it up, pauses and saves it as a snapshot children fork from.</summary>
 [Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet, HelpUri = HelpLinks.Base + "New-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
-public sealed class NewForkdSnapshotCommand : ForkdCmdlet
+public sealed class NewForkdSnapshotCommand : ForkdJobCmdlet
 {
     private const string RecipeSet = "Recipe";
     private const string KernelSet = "Kernel";
@@ -64,20 +64,8 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Network { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
+    protected override void EndInput()
     {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-            return;
-        }
-
         CheckTag(Tag, terminating: true);
         // -WhatIf reports what would really happen: the checks a real run makes first come before the question.
         try
