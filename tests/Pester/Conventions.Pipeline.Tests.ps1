@@ -73,7 +73,7 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
         $back = @(Import-Clixml -LiteralPath $file)
         @($back | Where-Object Accelerator -eq "$accelerator").Count | Should -Be 2
         @($back | Where-Object State -eq Running).Count | Should -Be 2
-        @($back | Get-ForkdChild).Count | Should -Be 2
+        @($back | Test-ForkdAgent).Responding | Should -Be @($true, $true) # deserialized children pipe by Id
         # The registry keeps forkd's lower-case names.
         Get-Content -Raw (Join-Path $env:FORKD_DATA_DIR "children/$($children[0].Id).json") | Should -Match '"backend": "qemu"'
     }
