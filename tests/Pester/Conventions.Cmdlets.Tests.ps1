@@ -109,6 +109,29 @@ Describe 'Cmdlet conventions' -Tag Conventions, Module {
         }
     }
 
+    It 'tab completes network indexes from the namespaces that exist, in a /run/netns only this test sees' {
+        # The completer lists `ip netns` (/run/netns), which is global to the host. A new mount namespace with its own
+        # tmpfs on /run/netns holds namespaces no other process sees; they vanish with it.
+        $script = Join-Path $TestDrive 'complete-netns.ps1'
+        Set-Content -LiteralPath $script -Value @'
+Import-Module $env:FORKD_MODULE_PATH
+function Complete([string] $Line) { ((TabExpansion2 -inputScript $Line -cursorColumn $Line.Length).CompletionMatches.CompletionText) -join ',' }
+'before=' + (Complete 'Remove-ForkdNetwork -Index ')
+foreach ($name in 'forkd-child-64999', 'forkd-child-7', 'forkd-child-07', 'not-ours-3') { & ip netns add $name }
+'after=' + (Complete 'Remove-ForkdNetwork -Index ')
+'prefix=' + (Complete 'Remove-ForkdNetwork 64')
+foreach ($name in 'forkd-child-64999', 'forkd-child-7', 'forkd-child-07', 'not-ours-3') { & ip netns delete $name }
+'@
+        $pwsh = Join-Path $PSHOME 'pwsh'
+        $out = & unshare --mount --propagation private sh -c 'mount -t tmpfs forkd-test /run/netns && exec "$0" -NoProfile -NonInteractive -File "$1"' $pwsh $script 2>&1
+        $LASTEXITCODE | Should -Be 0 -Because ($out | Out-String)
+        $out | Should -Contain 'before='
+        # Ours only (forkd-child-07 is not a name forkd makes), in numeric order; a prefix narrows them.
+        $out | Should -Contain 'after=7,64999'
+        $out | Should -Contain 'prefix=64999'
+        (& ip -j netns list | ConvertFrom-Json).name | Should -Not -Contain 'forkd-child-64999' -Because 'the host never saw them'
+    }
+
     It 'Get-Command -Noun ForkdChild finds a way to create children' {
         $commands = Get-Command -Noun ForkdChild
         $commands.Name | Should -Contain 'New-ForkdChild'
