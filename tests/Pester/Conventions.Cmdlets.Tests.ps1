@@ -132,6 +132,59 @@ foreach ($name in 'forkd-child-64999', 'forkd-child-7', 'forkd-child-07', 'not-o
         (& ip -j netns list | ConvertFrom-Json).name | Should -Not -Contain 'forkd-child-64999' -Because 'the host never saw them'
     }
 
+    It 'errors about a path carry the path as TargetObject, and -WhatIf reports them as a real run would' {
+        $missing = Join-Path $TestDrive 'no/such'
+        $taken = Join-Path $TestDrive 'taken.tar.zst'
+        Set-Content -LiteralPath $taken 'x'
+        $cases = @(
+            @{ Id = 'PackOutputDirectoryNotFound'; Target = "$missing/x.tar.zst"; Run = { Export-ForkdPack -Tag held -Path "$missing/x.tar.zst" } }
+            @{ Id = 'PackOutputExists'; Target = $taken; Run = { Export-ForkdPack -Tag held -Path $taken } }
+            @{ Id = 'KernelNotFound'; Target = "$missing/vmlinux"; Run = { New-ForkdSnapshot -Tag k -KernelPath "$missing/vmlinux" -WhatIf } }
+            @{ Id = 'InitramfsNotFound'; Target = "$missing/initrd"; Run = { New-ForkdSnapshot -Tag k -KernelPath $taken -InitramfsPath "$missing/initrd" -WhatIf } }
+            @{ Id = 'VolumeNotFound'; Target = "$missing/data.img"; Run = { New-ForkdSnapshot -Tag k -Recipe minimal -Volume "$missing/data.img:/data" -WhatIf } }
+            @{ Id = 'VolumeNotFound'; Target = "$missing/data.img"; Run = { Import-ForkdPack -Path $taken -Volume "$missing/data.img:/data" -WhatIf } }
+        )
+        foreach ($case in $cases) {
+            $err = $null
+            try { $ErrorActionPreference = 'Stop'; & $case.Run | Out-Null } catch { $err = $_ } finally { $ErrorActionPreference = 'Continue' }
+            $err | Should -Not -BeNullOrEmpty -Because "$($case.Id) is expected"
+            $err.FullyQualifiedErrorId | Should -BeLike "$($case.Id),*"
+            [string]$err.TargetObject | Should -Be $case.Target -Because $case.Id
+        }
+        Get-ForkdSnapshot -Tag k -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'a removed tag leaves no lock file' {
+        $lock = Join-Path $env:FORKD_DATA_DIR 'locks/held.lock'
+        $null = Invoke-ForkdFork -Tag held -WhatIf # checks the snapshot under the tag's shared lock
+        $lock | Should -Exist
+        Remove-ForkdSnapshot -Tag held -Confirm:$false
+        $lock | Should -Not -Exist
+        Test-Path (Join-Path $env:FORKD_DATA_DIR 'locks/other.lock') | Should -BeFalse -Because 'no operation touched that tag'
+    }
+
+    It 'tags and ids follow one case rule: exact names are case-sensitive, wildcard patterns ignore case' {
+        { Get-ForkdSnapshot -Tag HELD -ErrorAction Stop } | Should -Throw -ErrorId 'SnapshotNotFound*'
+        (Get-ForkdSnapshot -Tag 'HEL*').Tag | Should -Be 'held'
+        { Get-ForkdChild -Id 'HELD-0123ABCD' -ErrorAction Stop } | Should -Throw -ErrorId 'ChildNotFound*'
+        foreach ($page in 'Get-ForkdSnapshot', 'Get-ForkdChild') {
+            (Get-Help $page -Full | Out-String) | Should -Match 'case-sensitive' -Because "$page's help states the rule"
+        }
+    }
+
+    It 'Stop-ForkdChild and every Remove cmdlet take -PassThru, but the sweep, whose output is its report' {
+        foreach ($cmd in @(Get-Command -Module Forkd -Verb Remove) + @(Get-Command Stop-ForkdChild, Suspend-ForkdChild, Resume-ForkdChild)) {
+            if ($cmd.Name -eq 'Remove-ForkdStaleWorkDir') {
+                (Get-Help $cmd.Name -Full | Out-String) | Should -Match 'no -PassThru' -Because 'its help says why'
+                continue
+            }
+            $cmd.Parameters.Keys | Should -Contain 'PassThru' -Because $cmd.Name
+        }
+        # Without -PassThru a removal writes nothing; with it, what it removed.
+        Remove-ForkdSnapshot -Tag other -Confirm:$false | Should -BeNullOrEmpty
+        (Remove-ForkdSnapshot -Tag held -Confirm:$false -PassThru).Tag | Should -Be 'held'
+    }
+
     It 'Get-Command -Noun ForkdChild finds a way to create children' {
         $commands = Get-Command -Noun ForkdChild
         $commands.Name | Should -Contain 'New-ForkdChild'

@@ -68,29 +68,40 @@ public sealed class ImportForkdPackCommand : ForkdJobCmdlet
             return;
         }
 
+        // The host files for -Volume belong to no pack: a missing one is one error, its path the target.
+        IReadOnlyList<VolumeSpec> volumes;
+        try
+        {
+            volumes = Volumes.Validate([.. Volume.Select(v =>
+            {
+                var parsed = Volumes.Parse(v);
+                return parsed with { HostPath = GetUnresolvedProviderPathFromPSPath(parsed.HostPath) };
+            })]);
+        }
+        catch (ForkdException ex)
+        {
+            WriteForkdError(ex);
+            return;
+        }
+
         if (ParameterSetName == UriSet)
         {
-            ImportOne(Uri, null);
+            ImportOne(Uri, null, volumes);
             return;
         }
 
         foreach (var file in PackPaths.Resolve(this, ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet))
         {
-            ImportOne(file, file);
+            ImportOne(file, file, volumes);
         }
     }
 
     /// <summary>One pack: a failure is an error for that pack only (its path or URL as the target), the rest go on.</summary>
-    private void ImportOne(string source, string? file)
+    private void ImportOne(string source, string? file, IReadOnlyList<VolumeSpec> volumes)
     {
         try
         {
             var installer = Engine.Packs;
-            var volumes = Volumes.Validate([.. Volume.Select(v =>
-            {
-                var parsed = Volumes.Parse(v);
-                return parsed with { HostPath = GetUnresolvedProviderPathFromPSPath(parsed.HostPath) };
-            })]);
             var options = new ImportOptions { Tag = Tag, Force = Force, Volumes = volumes, MaxSize = MaxSize };
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";

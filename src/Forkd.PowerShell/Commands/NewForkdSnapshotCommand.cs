@@ -84,6 +84,15 @@ public sealed class NewForkdSnapshotCommand : ForkdJobCmdlet
             ThrowForkdError(ex, Tag);
         }
 
+        try
+        {
+            CheckInputFiles();
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex); // the missing file is the target
+        }
+
         if (!ShouldProcess(Tag, Force ? "Create snapshot (replacing any existing one)" : "Create snapshot"))
         {
             return;
@@ -110,11 +119,39 @@ public sealed class NewForkdSnapshotCommand : ForkdJobCmdlet
         }
         catch (ForkdException ex)
         {
-            // Whatever failed while booting, the host check is where to look first.
-            ThrowForkdError(ex.Hint is not null ? ex : new ForkdException(ex.ErrorId, ex.Kind, ex.Message, ex.Target, ex)
+            // Whatever failed while booting, the host check is where to look first; bad input has its own advice.
+            // The error's own target (a missing file, the tag) stays its TargetObject.
+            var input = ex.Kind is ForkdErrorKind.NotFound or ForkdErrorKind.InvalidArgument or ForkdErrorKind.AlreadyExists or ForkdErrorKind.InUse;
+            ThrowForkdError(ex.Hint is not null || input ? ex : new ForkdException(ex.ErrorId, ex.Kind, ex.Message, ex.Target, ex)
             {
                 Hint = "Run Test-ForkdHost: it checks KVM (with a real boot), QEMU, Firecracker, cgroups and networking on this host.",
-            }, Tag);
+            }, ex.Target ?? Tag);
+        }
+    }
+
+    /// <summary>
+    /// The files a real run needs before anything boots (kernel, initramfs, volume images): a missing one is the
+    /// same error under -WhatIf, with its path as the TargetObject.
+    /// </summary>
+    private void CheckInputFiles()
+    {
+        if (ParameterSetName == KernelSet)
+        {
+            RequireFile(GetUnresolvedProviderPathFromPSPath(KernelPath), "KernelNotFound", "kernel");
+            if (InitramfsPath is not null)
+            {
+                RequireFile(GetUnresolvedProviderPathFromPSPath(InitramfsPath), "InitramfsNotFound", "initramfs");
+            }
+        }
+
+        _ = Volumes.Validate([.. Volume.Select(ParseVolume)]);
+    }
+
+    private static void RequireFile(string path, string errorId, string what)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ForkdException(errorId, ForkdErrorKind.NotFound, $"{what} not found: {path}", path);
         }
     }
 
