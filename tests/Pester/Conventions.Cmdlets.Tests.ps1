@@ -185,6 +185,14 @@ foreach ($name in 'forkd-child-64999', 'forkd-child-7', 'forkd-child-07', 'not-o
         (Remove-ForkdSnapshot -Tag held -Confirm:$false -PassThru).Tag | Should -Be 'held'
     }
 
+    It 'the help of every cmdlet that takes pipeline input says which of its errors are non-terminating' {
+        foreach ($cmd in Get-Command -Module Forkd -CommandType Cmdlet) {
+            $piped = $cmd.Parameters.Values | Where-Object { $_.Attributes | Where-Object { $_ -is [System.Management.Automation.ParameterAttribute] -and ($_.ValueFromPipeline -or $_.ValueFromPipelineByPropertyName) } }
+            if (-not $piped) { continue }
+            (Get-Help $cmd.Name -Full | Out-String -Width 200) | Should -Match 'non-terminating' -Because "$($cmd.Name) takes pipeline input"
+        }
+    }
+
     It 'Get-Command -Noun ForkdChild finds a way to create children' {
         $commands = Get-Command -Noun ForkdChild
         $commands.Name | Should -Contain 'New-ForkdChild'
