@@ -42,6 +42,8 @@ Describe 'Default views' -Tag Conventions, Module {
             @{ Name = 'PublishResult'; Object = { [Forkd.Core.Hub.PublishResult]@{ Tag = $long; Uri = 'https://bucket.example.net/packs/pyagent.forkd-snapshot.tar.zst'; StatusCode = 200; BytesSent = 80MB; UploadDuration = [timespan]::FromSeconds(2); MiBPerSecond = 40; Pack = $pack } }.GetNewClosure(); Keys = { $long, '200', '80.0 MiB', '40.0', 'https://bucket.example.net/packs/pyagent.forkd-snapshot.tar.zst' } }
             @{ Name = 'HostCheckResult'; Object = { [Forkd.Core.Host.HostCheckResult]::new('NetworkNamespaces', 'Warn', 'ip netns works, but forkd-br0 is missing: run Initialize-ForkdNetwork', $null) }; Keys = { 'NetworkNamespaces', 'Warn', 'Initialize-ForkdNetwork' } }
         )
+        # A guest image with the longest recipe name, whether or not the cache holds real ones (added below).
+        $script:cases += @{ Name = 'GuestImage (longest recipe)'; Object = { [Forkd.Core.Guest.GuestImage]@{ Recipe = 'playwright-browser'; ContentHash = 'ab' * 32; Description = 'd'; KernelFileName = 'vmlinux'; InitramfsFileName = 'initramfs.cpio'; KernelCommandLine = 'rdinit=/init'; KernelVersion = '6.1.0-28-cloud-amd64'; PythonVersion = '3.11.2'; Packages = [Forkd.Core.Guest.GuestPackage[]]@(); KernelBytes = 30MB; InitramfsBytes = 3MB; BuiltAt = [DateTimeOffset]::new(2026, 12, 1, 11, 5, 0, [TimeSpan]::Zero) } }; Keys = { 'playwright-browser', ('ab' * 6), '3.11.2', '3.0 MiB', '2026-12-01 11:05Z' } }
         $images = @(Get-ForkdImage -ErrorAction SilentlyContinue)
         if ($images) {
             $script:cases += @{ Name = 'GuestImage'; Object = { $images[0] }.GetNewClosure(); Keys = { $_.Recipe, $_.ContentHash.Substring(0, 12), $_.PythonVersion, ($_.BuiltAt.UtcDateTime.ToString('yyyy-MM-dd HH:mm') + 'Z') } }
@@ -85,5 +87,7 @@ Describe 'Default views' -Tag Conventions, Module {
         $child.Restore | Should -BeNullOrEmpty
         $child.Ready | Should -BeNullOrEmpty
         ($child | Out-String -Width 80) | Should -Not -Match '\b0 ms'
+        # Index numbers the children of one fork call, so it is no column that looks like a unique index.
+        Get-Header (Show-Default $child) | Should -Not -Contain 'Index'
     }
 }
