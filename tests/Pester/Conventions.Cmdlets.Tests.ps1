@@ -76,10 +76,10 @@ Describe 'Cmdlet conventions' -Tag Conventions, Module {
     It 'Backend and Accelerator are the enums the parameters take, on live objects and after a Clixml round trip' {
         New-TestSnapshot 'typed'
         Set-Content (Join-Path $env:FORKD_DATA_DIR 'snapshots/typed/snapshot.json') '{ "vmstate": "vmstate", "memory": "memory.bin", "backend": "qemu", "accelerator": "tcg" }'
-        (Get-Command New-ForkdSnapshot).Parameters['Backend'].ParameterType | Should -Be ([Forkd.Core.Vmm.BackendKind])
+        (Get-Command New-ForkdSnapshot).Parameters['Backend'].ParameterType | Should -Be ([Forkd.Core.BackendKind])
         $live = Get-ForkdSnapshot -Tag typed
-        $live.Backend | Should -BeOfType ([Forkd.Core.Vmm.BackendKind])
-        $live.Accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
+        $live.Backend | Should -BeOfType ([Forkd.Core.BackendKind])
+        $live.Accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
         @(Get-ForkdSnapshot | Where-Object Accelerator -eq Tcg).Tag | Should -Be @('typed')
         @(Get-ForkdSnapshot | Where-Object Backend -eq Firecracker).Tag | Should -Be @('held', 'other') # forkd-made: no snapshot.json
         $file = Join-Path $TestDrive 'snapshots.xml'
@@ -87,7 +87,7 @@ Describe 'Cmdlet conventions' -Tag Conventions, Module {
         $back = @(Import-Clixml -LiteralPath $file)
         $back.Count | Should -Be 3
         @($back | Where-Object Accelerator -eq Tcg).Tag | Should -Be @('typed')
-        ($back | Where-Object Tag -eq typed).Backend | Should -BeOfType ([Forkd.Core.Vmm.BackendKind])
+        ($back | Where-Object Tag -eq typed).Backend | Should -BeOfType ([Forkd.Core.BackendKind])
         # snapshot.json keeps forkd's lower-case names.
         (Get-Content (Join-Path $env:FORKD_DATA_DIR 'snapshots/typed/snapshot.json') -Raw) | Should -Match '"backend": "qemu"'
     }
@@ -99,7 +99,7 @@ Describe 'Cmdlet conventions' -Tag Conventions, Module {
             Where-Object { $_.Namespace -like 'Forkd.*' } | ForEach-Object { $_; $_.GetProperties().PropertyType } |
             ForEach-Object { if ($_.IsGenericType -and $_.GetGenericTypeDefinition() -eq [Nullable`1]) { $_.GetGenericArguments()[0] } else { $_ } } |
             Where-Object { $_.IsEnum -and $_.Namespace -like 'Forkd.*' } | Sort-Object FullName -Unique
-        $enums.FullName | Should -Contain 'Forkd.Core.Vmm.Accelerator'
+        $enums.FullName | Should -Contain 'Forkd.Core.Accelerator'
         $enums.FullName | Should -Contain 'Forkd.Core.Store.ChildState'
         foreach ($enum in $enums) {
             $value = [Enum]::GetValues($enum) | Select-Object -Last 1

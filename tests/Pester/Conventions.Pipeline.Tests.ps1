@@ -66,9 +66,9 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
 
     It 'children carry Backend and Accelerator as enums that Where-Object and a Clixml round trip keep' {
         $accelerator = $snapshot.Accelerator
-        $accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
-        (Get-ForkdChild)[0].Accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
-        (Get-ForkdChild)[0].Backend | Should -BeOfType ([Forkd.Core.Vmm.BackendKind])
+        $accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
+        (Get-ForkdChild)[0].Accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
+        (Get-ForkdChild)[0].Backend | Should -BeOfType ([Forkd.Core.BackendKind])
         @(Get-ForkdChild | Where-Object Backend -eq Qemu).Count | Should -Be 2
         @(Get-ForkdChild | Where-Object Accelerator -eq "$accelerator").Count | Should -Be 2
         $file = Join-Path $TestDrive 'children.xml'

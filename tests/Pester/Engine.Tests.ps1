@@ -39,8 +39,8 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         $snapshot | Should -BeOfType ([Forkd.Core.Store.SnapshotInfo])
         $snapshot.IsComplete | Should -BeTrue
         # The object carries the parameters' enums; snapshot.json keeps forkd's lower-case names.
-        $snapshot.Backend | Should -Be ([Forkd.Core.Vmm.BackendKind]::Qemu)
-        $snapshot.Accelerator | Should -BeOfType ([Forkd.Core.Vmm.Accelerator])
+        $snapshot.Backend | Should -Be ([Forkd.Core.BackendKind]::Qemu)
+        $snapshot.Accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
         $meta = Get-Content (Join-Path $snapshot.Path 'snapshot.json') -Raw | ConvertFrom-Json
         $meta.backend | Should -BeExactly 'qemu'
         $meta.accelerator | Should -BeExactly "$($snapshot.Accelerator)".ToLowerInvariant()
@@ -60,7 +60,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         foreach ($c in $children) {
             $c.Tag | Should -Be 'eng'
             $c.Accelerator | Should -Be $snapshot.Accelerator
-            $c.Backend | Should -Be ([Forkd.Core.Vmm.BackendKind]::Qemu)
+            $c.Backend | Should -Be ([Forkd.Core.BackendKind]::Qemu)
             $c.State | Should -Be 'Running'
             $c.RestoreTime | Should -BeGreaterThan 0
             $c.ReadyTime | Should -BeGreaterOrEqual $c.RestoreTime

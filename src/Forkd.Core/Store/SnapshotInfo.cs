@@ -1,5 +1,3 @@
-using Forkd.Core.Vmm;
-
 namespace Forkd.Core.Store;
 
 /// <summary>A snapshot in the local store, as <c>Get-ForkdSnapshot</c> returns it.</summary>

@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
 using Forkd.Core.Host;
-using Forkd.Core.Vmm;
 
 namespace Forkd.Core.Store;
 

@@ -58,7 +58,7 @@ public sealed class NewForkdSnapshotCommand : ForkdJobCmdlet
 
     /// <summary>The hypervisor: QEMU (default; KVM or TCG) or Firecracker (KVM only). Recorded in the snapshot.</summary>
     [Parameter]
-    public BackendKind Backend { get; set; } = Forkd.Core.Vmm.BackendKind.Qemu;
+    public BackendKind Backend { get; set; } = Forkd.Core.BackendKind.Qemu;
 
     /// <summary>Give the guest a network card, so Invoke-ForkdFork -Network can put children on networks.</summary>
     [Parameter]

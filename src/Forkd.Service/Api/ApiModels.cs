@@ -1,7 +1,7 @@
 using System.Text.Json.Serialization;
+using Forkd.Core;
 using Forkd.Core.Engine;
 using Forkd.Core.Store;
-using Forkd.Core.Vmm;
 
 namespace Forkd.Service.Api;
 

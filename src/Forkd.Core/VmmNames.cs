@@ -1,7 +1,23 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Forkd.Core.Vmm;
+namespace Forkd.Core;
+
+// Vocabulary of every layer (the store records them, backends run them), so below all of them: the root namespace.
+
+/// <summary>Which hypervisor runs a VM. Recorded in the snapshot; children always use the parent's.</summary>
+public enum BackendKind
+{
+    Qemu,
+    Firecracker,
+}
+
+/// <summary>How guest code runs: hardware virtualisation (KVM) or QEMU's software CPU (TCG).</summary>
+public enum Accelerator
+{
+    Kvm,
+    Tcg,
+}
 
 /// <summary>
 /// The lower-case names backends and accelerators have in files and on the wire (snapshot.json, the child registry,
