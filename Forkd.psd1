@@ -9,6 +9,9 @@
     CompatiblePSEditions = @('Core')
     PowerShellVersion    = '7.6'
     FormatsToProcess     = @('Forkd.Format.ps1xml')
+    # The engine's types load first: Forkd.Types.ps1xml names its enums.
+    RequiredAssemblies   = @('Forkd.Core.dll')
+    TypesToProcess       = @('Forkd.Types.ps1xml')
     CmdletsToExport      = @(
         'Build-ForkdImage'
         'Checkpoint-ForkdChild'
@@ -45,6 +48,8 @@
         PSData = @{
             Tags         = @('PSEdition_Core', 'Linux', 'microVM', 'QEMU', 'Firecracker', 'sandbox')
             LicenseUri   = 'https://www.apache.org/licenses/LICENSE-2.0'
+            # The address the repository is to be published at (README, "Help"): HelpInfoURI and every cmdlet's
+            # HelpUri (src/Forkd.PowerShell/HelpLinks.cs) are under it; tools/New-ForkdHelp.ps1 fails on any drift.
             ProjectUri   = 'https://github.com/forkd-project/Forkd'
             ReleaseNotes = @'
 0.2.0: result objects pipe back into every child and tag parameter; -Id takes wildcards; guest failures

@@ -59,7 +59,7 @@ function Invoke-Build {
         throw "module file list changed: missing [$($missing -join ', ')], unexpected [$($unexpected -join ', ')]; update the allow-list in build.ps1"
     }
     foreach ($name in $allow) { Copy-Item (Join-Path $publish $name) $out }
-    Copy-Item "$root/Forkd.psd1", "$root/Forkd.Format.ps1xml" $out
+    Copy-Item "$root/Forkd.psd1", "$root/Forkd.Format.ps1xml", "$root/Forkd.Types.ps1xml" $out
     # The controller (REST API, MCP) is a helper executable on ASP.NET Core: its own folder, all of its publish output.
     $controllerPublish = Join-Path $artifacts 'publish-controller'
     Invoke-Native dotnet @('publish', "$root/src/Forkd.Service/Forkd.Service.csproj", '-c', $Configuration,

@@ -59,7 +59,7 @@ try {
         $tag = "bb$mib"
         Write-Host "==> snapshot $tag ($mib MiB)"
         $snap = New-ForkdSnapshot -Tag $tag -Recipe $Recipe -MemoryMiB $mib
-        $accel = $snap.Accelerator
+        $accel = "$($snap.Accelerator)".ToLowerInvariant() # the JSON keeps "tcg", not the enum's number
         foreach ($pct in $DirtyPercent) {
             $child = Invoke-ForkdFork -Tag $tag
             try {

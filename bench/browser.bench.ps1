@@ -87,7 +87,7 @@ try {
     }
 
     $result = [ordered]@{
-        accelerator     = $snap.Accelerator
+        accelerator     = "$($snap.Accelerator)".ToLowerInvariant() # forkd's spelling in the JSON, not the enum's number
         host_cores      = [Environment]::ProcessorCount
         warm_eval_ms    = [math]::Round((Get-Median $warm), 1)
         warm_min_ms     = [math]::Round(($warm | Measure-Object -Minimum).Minimum, 1)

@@ -95,7 +95,7 @@ try {
     $load = (Get-Content /proc/loadavg -Raw).Split(' ')[0]
     $cpu = ((Get-Content /proc/cpuinfo | Where-Object { $_ -like 'model name*' } | Select-Object -First 1) -split ':\s*', 2)[1]
     $table = @"
-### REST vs cmdlets (recipe $Recipe, $($snap.Accelerator.ToUpperInvariant()), $($snap.MemoryMiB) MiB guest RAM)
+### REST vs cmdlets (recipe $Recipe, $("$($snap.Accelerator)".ToUpperInvariant()), $($snap.MemoryMiB) MiB guest RAM)
 
 Host: $([Environment]::ProcessorCount) CPUs ($cpu), 1-minute load average **$load** when the run ended. One run of ``bench/service.bench.ps1``, $([DateTime]::UtcNow.ToString('yyyy-MM-dd HH:mm')) UTC.
 

@@ -11,11 +11,18 @@
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
     [Parameter(Mandatory)] [string] $SourcePath,
-    [Parameter(Mandatory)] [string] $OutputPath,
-    # Where the rendered docs/cmdlets/<Cmdlet>.md pages live online (the cmdlets' HelpUri points there too).
-    [string] $OnlineBase = 'https://github.com/forkd-project/Forkd/blob/main/docs/cmdlets/'
+    [Parameter(Mandatory)] [string] $OutputPath
 )
 $ErrorActionPreference = 'Stop'
+
+# One project address: the manifest's ProjectUri. The rendered docs/cmdlets/<Cmdlet>.md pages live under it (the
+# cmdlets' HelpUri, HelpLinks.cs, must point there) and HelpInfoURI names its docs/ folder; any drift fails the build.
+$manifest = Import-PowerShellDataFile -LiteralPath $ModulePath
+$projectUri = $manifest.PrivateData.PSData.ProjectUri
+$OnlineBase = "$projectUri/blob/main/docs/cmdlets/"
+if ($manifest.HelpInfoURI -ne "$projectUri/tree/main/docs/") {
+    throw "Forkd.psd1: HelpInfoURI is '$($manifest.HelpInfoURI)', expected '$projectUri/tree/main/docs/' (the ProjectUri's docs folder)"
+}
 
 function Read-HelpSource([string] $File) {
     $doc = @{ Synopsis = ''; Description = ''; Parameters = @{}; Examples = [System.Collections.Generic.List[object]]::new(); Notes = ''; Inputs = ''; Outputs = '' }

@@ -47,7 +47,7 @@ public sealed class SnapshotTagCompleter : LiveCompleter
 {
     protected override IEnumerable<(string Value, string Tip)> Candidates() =>
         new SnapshotStore(ForkdPaths.FromEnvironment()).List()
-            .Select(s => (s.Tag, $"{s.Tag} ({s.Recipe ?? s.Backend}, {s.CreatedAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)})"));
+            .Select(s => (s.Tag, $"{s.Tag} ({s.Recipe ?? s.Backend.ToString()}, {s.CreatedAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)})"));
 }
 
 /// <summary>Ids of the children in the registry.</summary>
@@ -55,7 +55,7 @@ public sealed class ChildIdCompleter : LiveCompleter
 {
     protected override IEnumerable<(string Value, string Tip)> Candidates() =>
         new SnapshotStore(ForkdPaths.FromEnvironment()).Children.List()
-            .Select(c => (c.Id, $"{c.Id} ({c.Tag} #{c.Index}, pid {c.ProcessId}, {c.State})"));
+            .Select(c => (c.Id, $"{c.Id} ({c.Tag}, pid {c.ProcessId}, {c.State})")); // no Index: it is per fork call, not unique
 }
 
 /// <summary>Indexes of the child network namespaces that exist on this host (forkd-child-&lt;i&gt;).</summary>

@@ -122,35 +122,3 @@ public sealed class ForkdJob : Job
         base.Dispose(disposing);
     }
 }
-
-/// <summary>Collects the invocations of a cmdlet called with -AsJob (one per pipeline input) and starts one job at the end.</summary>
-internal sealed class AsJobInvocations
-{
-    private readonly List<Hashtable> _invocations = [];
-
-    /// <summary>Remembers this record's bound parameters (without -AsJob). Call from ProcessRecord.</summary>
-    public void Add(PSCmdlet cmdlet)
-    {
-        var bound = new Hashtable(StringComparer.OrdinalIgnoreCase);
-        foreach (var (name, value) in cmdlet.MyInvocation.BoundParameters)
-        {
-            if (!string.Equals(name, "AsJob", StringComparison.OrdinalIgnoreCase))
-            {
-                bound[name] = value;
-            }
-        }
-
-        _invocations.Add(bound);
-    }
-
-    /// <summary>Starts the job and writes it. Call from EndProcessing.</summary>
-    public void Start(PSCmdlet cmdlet)
-    {
-        if (_invocations.Count == 0)
-        {
-            Add(cmdlet);
-        }
-
-        cmdlet.WriteObject(ForkdJob.Start(cmdlet, _invocations));
-    }
-}

@@ -154,6 +154,30 @@ public class ApiTests
         Assert.Contains("endpoint=\"/v1/snapshots\"", text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Snapshots_name_backend_and_accelerator_in_forkds_lower_case()
+    {
+        using var temp = new TempPaths();
+        await using var c = await TestController.StartAsync(temp.Paths);
+        foreach (var (tag, metadata) in new[] { ("ours", new Forkd.Core.Store.SnapshotMetadata { Backend = "qemu", Accelerator = "tcg" }), ("forkd-made", null) })
+        {
+            var dir = Path.Combine(temp.Paths.SnapshotsDirectory, tag);
+            Directory.CreateDirectory(dir);
+            File.WriteAllBytes(Path.Combine(dir, "vmstate"), new byte[16]);
+            File.WriteAllBytes(Path.Combine(dir, "memory.bin"), new byte[4096]);
+            metadata?.Save(dir);
+        }
+
+        using var response = await c.Client.GetAsync("/v1/snapshots");
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var byTag = json.RootElement.EnumerateArray().ToDictionary(s => s.GetProperty("tag").GetString()!);
+
+        Assert.Equal("qemu", byTag["ours"].GetProperty("backend").GetString());
+        Assert.Equal("tcg", byTag["ours"].GetProperty("accelerator").GetString());
+        Assert.Equal("firecracker", byTag["forkd-made"].GetProperty("backend").GetString());
+        Assert.Equal(JsonValueKind.Null, byTag["forkd-made"].GetProperty("accelerator").ValueKind);
+    }
+
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     private static async Task Expect(TestController c, HttpMethod method, string path, string? body, int status, string? errorFragment)

@@ -1,3 +1,4 @@
+using Forkd.Core;
 using Forkd.Core.Engine;
 using Forkd.Core.Store;
 using Forkd.Core.Vmm;

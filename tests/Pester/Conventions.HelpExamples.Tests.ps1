@@ -35,7 +35,7 @@ BeforeAll {
 
     $script:whatIf = @{
         'Build-ForkdImage/3'        = 'rebuilds every image in the image cache, which other test runs share'
-        'New-ForkdSnapshot/3'       = 'needs the playwright-browser image and /srv/pages.ext4'
+        'New-ForkdSnapshot/3'       = 'needs the playwright-browser image (a long root-disk build)'
         'Invoke-ForkdFork/3'        = 'child network namespaces are global to the machine'
         'Initialize-ForkdNetwork/1' = 'child network namespaces are global to the machine'
         'Initialize-ForkdNetwork/2' = 'child network namespaces are global to the machine'

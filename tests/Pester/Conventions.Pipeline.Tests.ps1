@@ -59,6 +59,27 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
     It 'snapshot objects and children bind to -Tag' {
         (Get-ForkdSnapshot -Tag cpy | Get-ForkdChild).Count | Should -Be 2
         (Get-ForkdChild | Select-Object -First 1 | Get-ForkdSnapshot).Tag | Should -Be 'cpy'
+        # A child piped back is that child (by Id), not every child of its tag.
+        (Get-ForkdChild -Id $children[0].Id | Get-ForkdChild).Id | Should -Be $children[0].Id
+        @(Get-ForkdChild | Get-ForkdChild).Count | Should -Be 2
+    }
+
+    It 'children carry Backend and Accelerator as enums that Where-Object and a Clixml round trip keep' {
+        $accelerator = $snapshot.Accelerator
+        $accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
+        (Get-ForkdChild)[0].Accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
+        (Get-ForkdChild)[0].Backend | Should -BeOfType ([Forkd.Core.BackendKind])
+        @(Get-ForkdChild | Where-Object Backend -eq Qemu).Count | Should -Be 2
+        @(Get-ForkdChild | Where-Object Accelerator -eq "$accelerator").Count | Should -Be 2
+        $file = Join-Path $TestDrive 'children.xml'
+        Get-ForkdChild | Export-Clixml -LiteralPath $file
+        $back = @(Import-Clixml -LiteralPath $file)
+        @($back | Where-Object Accelerator -eq "$accelerator").Count | Should -Be 2
+        @($back | Where-Object State -eq Running).Count | Should -Be 2
+        @($back | Test-ForkdAgent).Responding | Should -Be @($true, $true) # deserialized children pipe by Id
+        @($back | Get-ForkdChild).Id | Should -Be @($back.Id)
+        # The registry keeps forkd's lower-case names.
+        Get-Content -Raw (Join-Path $env:FORKD_DATA_DIR "children/$($children[0].Id).json") | Should -Match '"backend": "qemu"'
     }
 
     It "'nope','cpy' | Invoke-ForkdFork forks cpy and writes a non-terminating error for nope" {
@@ -70,8 +91,9 @@ Describe 'Conventions with real children' -Tag Conventions, ConventionsVm {
         $failures[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
         $forked | Stop-ForkdChild -Confirm:$false
         # SilentlyContinue silences it: nothing reaches the error stream of a runbook.
-        $r = Invoke-Runbook "`$env:FORKD_DATA_DIR='$env:FORKD_DATA_DIR'; 'nope' | Invoke-ForkdFork -ErrorAction SilentlyContinue; 'done'"
-        $r.Output.Trim() | Should -Be 'done'
+        $r = Invoke-Runbook ("`$env:FORKD_DATA_DIR='$env:FORKD_DATA_DIR'; " +
+            "'nope', 'cpy' | Invoke-ForkdFork -ErrorAction SilentlyContinue | ForEach-Object { 'forked ' + `$_.Tag; `$_ | Stop-ForkdChild -Confirm:`$false }; 'done'")
+        ($r.Output.Trim() -split '\r?\n') | Should -Be @('forked cpy', 'done')
         $r.ExitCode | Should -Be 0
     }
 

@@ -33,6 +33,17 @@ Describe 'Default views' -Tag Conventions, Module {
             @{ Name = 'StaleWorkDir'; Object = { [Forkd.Core.Store.StaleWorkDir]@{ Path = "/var/tmp/forkd-child-$childId-abcdef0123456789"; Kind = 'Child'; SizeBytes = 5MB; Action = 'Removed' } }; Keys = { "/var/tmp/forkd-child-$childId-abcdef0123456789", '5.0 MiB', 'Removed' } }
             @{ Name = 'PackInfo'; Object = { [Forkd.Core.Hub.PackInfo]@{ Path = "/home/someone/packs/$long.forkd-snapshot.tar.zst"; Tag = $long; PackedBytes = 80MB; UnpackedBytes = 300MB; Ratio = 3.75; Duration = [timespan]::FromSeconds(12.3) } }; Keys = { "/home/someone/packs/$long.forkd-snapshot.tar.zst", $long, '80.0 MiB', '3.8' } }
         )
+        # The largest values each of these can take: the highest network index, the longest recipe and check names.
+        $pack = [Forkd.Core.Hub.PackInfo]@{ Path = "/home/someone/packs/$long.forkd-snapshot.tar.zst"; Tag = $long; PackedBytes = 80MB; UnpackedBytes = 300MB; Ratio = 3.75; Duration = [timespan]::FromSeconds(12.3) }
+        $script:cases += @(
+            @{ Name = 'ForkdChild'; Object = { [Forkd.Core.Store.ForkdChild]@{ Id = $childId; Tag = 'pyagent-numpy-v2'; ProcessId = 4194303; Accelerator = 'Kvm'; Agent = [Forkd.Core.Store.AgentEndpoint]::new('Unix', '/tmp/x/agent.sock'); WorkDirectory = '/tmp/x'; RestoreTime = 1234.4; ReadyTime = 2345.6 } }; Keys = { $childId, '4194303', 'Running', 'Kvm', '1,234 ms', '2,346 ms' } }
+            @{ Name = 'ChildNetwork'; Object = { [Forkd.Core.Host.ChildNetworks]::Describe([Forkd.Core.Host.ChildNetworks]::MaxIndex) }; Keys = { '65023', 'forkd-child-65023', 'forkd-tap0', '10.42.0.2', '10.43.255.254', 'forkd-v-65023h' } }
+            @{ Name = 'SandboxResult'; Object = { [Forkd.Core.Engine.SandboxResult]@{ Recipe = 'playwright-browser'; Tag = 'run-x-1a2b3c4d'; ChildId = 'run-x-1a2b3c4d-00000000'; Command = [string[]]('node', '-v'); ExitCode = 127; Stdout = "v18.19.0`n"; SnapshotTime = [timespan]::FromSeconds(158.3); ForkTime = [timespan]::FromMilliseconds(412); CommandTime = [timespan]::FromMilliseconds(1234) } }; Keys = { 'playwright-browser', '127', '158.3 s', '412 ms', '1,234 ms', 'v18.19.0' } }
+            @{ Name = 'PublishResult'; Object = { [Forkd.Core.Hub.PublishResult]@{ Tag = $long; Uri = 'https://bucket.example.net/packs/pyagent.forkd-snapshot.tar.zst'; StatusCode = 200; BytesSent = 80MB; UploadDuration = [timespan]::FromSeconds(2); MiBPerSecond = 40; Pack = $pack } }.GetNewClosure(); Keys = { $long, '200', '80.0 MiB', '40.0', 'https://bucket.example.net/packs/pyagent.forkd-snapshot.tar.zst' } }
+            @{ Name = 'HostCheckResult'; Object = { [Forkd.Core.Host.HostCheckResult]::new('NetworkNamespaces', 'Warn', 'ip netns works, but forkd-br0 is missing: run Initialize-ForkdNetwork', $null) }; Keys = { 'NetworkNamespaces', 'Warn', 'Initialize-ForkdNetwork' } }
+        )
+        # A guest image with the longest recipe name, whether or not the cache holds real ones (added below).
+        $script:cases += @{ Name = 'GuestImage (longest recipe)'; Object = { [Forkd.Core.Guest.GuestImage]@{ Recipe = 'playwright-browser'; ContentHash = 'ab' * 32; Description = 'd'; KernelFileName = 'vmlinux'; InitramfsFileName = 'initramfs.cpio'; KernelCommandLine = 'rdinit=/init'; KernelVersion = '6.1.0-28-cloud-amd64'; PythonVersion = '3.11.2'; Packages = [Forkd.Core.Guest.GuestPackage[]]@(); KernelBytes = 30MB; InitramfsBytes = 3MB; BuiltAt = [DateTimeOffset]::new(2026, 12, 1, 11, 5, 0, [TimeSpan]::Zero) } }; Keys = { 'playwright-browser', ('ab' * 6), '3.11.2', '3.0 MiB', '2026-12-01 11:05Z' } }
         $images = @(Get-ForkdImage -ErrorAction SilentlyContinue)
         if ($images) {
             $script:cases += @{ Name = 'GuestImage'; Object = { $images[0] }.GetNewClosure(); Keys = { $_.Recipe, $_.ContentHash.Substring(0, 12), $_.PythonVersion, ($_.BuiltAt.UtcDateTime.ToString('yyyy-MM-dd HH:mm') + 'Z') } }
@@ -58,6 +69,12 @@ Describe 'Default views' -Tag Conventions, Module {
         }
     }
 
+    It 'has a case above for every default view in Forkd.Format.ps1xml' {
+        $format = [xml](Get-Content -Raw (Join-Path (Split-Path $env:FORKD_MODULE_PATH) 'Forkd.Format.ps1xml'))
+        $covered = $cases | ForEach-Object { (& $_.Object).GetType().FullName }
+        foreach ($type in $format.Configuration.ViewDefinitions.View.ViewSelectedBy.TypeName) { $covered | Should -Contain $type }
+    }
+
     It 'durations are TimeSpans under the column name, and a missing measurement is $null, not 0' {
         $eval = [Forkd.Core.Engine.ForkdEvalResult]@{ ChildId = 'a-1'; DurationMs = 1500 }
         $eval.Duration | Should -BeOfType [timespan]
@@ -65,5 +82,12 @@ Describe 'Default views' -Tag Conventions, Module {
         ([Forkd.Core.Engine.ForkdExecResult]@{ ChildId = 'a-1'; DurationMs = 20 }).Duration.TotalMilliseconds | Should -Be 20
         ([Forkd.Core.Engine.ForkdAgentStatus]@{ ChildId = 'a-1'; Responding = $false }).RoundTrip | Should -BeNullOrEmpty
         ($eval | Select-Object ChildId, Duration).Duration | Should -Be ([timespan]::FromMilliseconds(1500))
+        # A child record without the measurements (written by an older version) has $null, not 00:00:00.
+        $child = [Forkd.Core.Store.ForkdChild]@{ Id = 'a-00000001'; Tag = 'a'; Agent = [Forkd.Core.Store.AgentEndpoint]::new('Unix', '/tmp/a.sock'); WorkDirectory = '/tmp/a' }
+        $child.Restore | Should -BeNullOrEmpty
+        $child.Ready | Should -BeNullOrEmpty
+        ($child | Out-String -Width 80) | Should -Not -Match '\b0 ms'
+        # Index numbers the children of one fork call, so it is no column that looks like a unique index.
+        Get-Header (Show-Default $child) | Should -Not -Contain 'Index'
     }
 }

@@ -38,10 +38,12 @@ Describe 'Fork-from-warm engine' -Tag Engine {
     It 'snapshots the parent with the accelerator it chose recorded' {
         $snapshot | Should -BeOfType ([Forkd.Core.Store.SnapshotInfo])
         $snapshot.IsComplete | Should -BeTrue
-        $snapshot.Backend | Should -Be 'qemu'
-        $snapshot.Accelerator | Should -BeIn 'kvm', 'tcg'
+        # The object carries the parameters' enums; snapshot.json keeps forkd's lower-case names.
+        $snapshot.Backend | Should -Be ([Forkd.Core.BackendKind]::Qemu)
+        $snapshot.Accelerator | Should -BeOfType ([Forkd.Core.Accelerator])
         $meta = Get-Content (Join-Path $snapshot.Path 'snapshot.json') -Raw | ConvertFrom-Json
-        $meta.accelerator | Should -Be $snapshot.Accelerator
+        $meta.backend | Should -BeExactly 'qemu'
+        $meta.accelerator | Should -BeExactly "$($snapshot.Accelerator)".ToLowerInvariant()
         $meta.recipe | Should -Be 'minimal'
         # Self-contained: the kernel and initramfs children boot are inside the snapshot.
         $meta.backend_config.kernel | Should -Be 'vmlinux'
@@ -58,6 +60,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         foreach ($c in $children) {
             $c.Tag | Should -Be 'eng'
             $c.Accelerator | Should -Be $snapshot.Accelerator
+            $c.Backend | Should -Be ([Forkd.Core.BackendKind]::Qemu)
             $c.State | Should -Be 'Running'
             $c.RestoreTime | Should -BeGreaterThan 0
             $c.ReadyTime | Should -BeGreaterOrEqual $c.RestoreTime

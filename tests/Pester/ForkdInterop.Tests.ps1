@@ -34,7 +34,7 @@ Describe 'forkd-made snapshots' -Tag ForkdInterop {
     It 'are listed as Firecracker snapshots by forkd' {
         New-ForkdMadeSnapshot -Tag fromforkd -RootfsPath (Join-Path $TestDrive 'absent.ext4') | Out-Null
         $snap = Get-ForkdSnapshot -Tag fromforkd
-        $snap.Backend | Should -Be 'firecracker'
+        $snap.Backend | Should -Be ([Forkd.Core.BackendKind]::Firecracker)
         $snap.CreatedBy | Should -Be 'forkd'
         $snap.IsComplete | Should -BeTrue
     }

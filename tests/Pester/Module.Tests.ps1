@@ -104,8 +104,12 @@ Describe '<Name> conventions' -Tag Module -ForEach $commands {
         foreach ($p in @($help.Parameters.Parameter | Where-Object { $_ })) { $p.DefaultValue | Should -Not -BeNullOrEmpty -Because "-$($p.Name) states its default" }
     }
 
-    It 'links to its online help page' {
+    It 'links to its online help page: the repository page under the one project address' {
         $cmd.HelpUri | Should -Match "^https://.+/docs/cmdlets/$Name\.md$"
+        $project = (Import-PowerShellDataFile -LiteralPath $env:FORKD_MODULE_PATH).PrivateData.PSData.ProjectUri
+        $cmd.HelpUri | Should -BeExactly "$project/blob/main/docs/cmdlets/$Name.md"
+        # The page it names is in this repository's layout.
+        Join-Path $PSScriptRoot "../../docs/cmdlets/$Name.md" | Should -Exist
         ($help.RelatedLinks.NavigationLink | Where-Object LinkText -eq 'Online Version:').Uri | Should -Be $cmd.HelpUri
     }
 

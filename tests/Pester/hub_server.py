@@ -6,6 +6,7 @@ GET  /forbidden/<name>  403, like an expired presigned URL
 GET  /redirect/<name>   302 to /files/<name>
 GET  /slow/<name>       headers and half the body, then stalls (for Ctrl+C tests)
 PUT  /upload/<name>     stores the body as <root>/<name>.uploaded and its headers as <name>.headers.json
+PUT  /stall/<name>      writes <root>/<name>.started, then reads nothing for 120 s (for Stop-Job and Ctrl+C tests)
 Writes its port to argv[2] once it listens.
 """
 import json
@@ -60,6 +61,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self):
         name = self.path.split("?")[0].rsplit("/", 1)[-1]
+        if self.path.split("?")[0].strip("/").split("/", 1)[0] == "stall":
+            open(os.path.join(ROOT, name + ".started"), "w").close()
+            time.sleep(120)
+            return
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         with open(os.path.join(ROOT, name + ".uploaded"), "wb") as f:

@@ -195,7 +195,7 @@ public sealed class Checkpointer
 
     private (IVmmBackend Backend, IChildControl Control) ControlFor(ForkdChild child)
     {
-        var kind = Enum.TryParse<BackendKind>(child.Backend, ignoreCase: true, out var k) ? k : BackendKind.Qemu;
+        var kind = child.Backend;
         var backend = _backends.Get(kind);
         return backend is IChildControl control
             ? (backend, control)

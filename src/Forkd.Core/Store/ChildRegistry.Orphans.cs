@@ -221,7 +221,7 @@ public sealed partial class ChildRegistry
             Id = id,
             Tag = label ?? "unknown",
             ProcessId = pid,
-            Backend = firecracker ? "firecracker" : "qemu",
+            Backend = firecracker ? BackendKind.Firecracker : BackendKind.Qemu,
             Agent = firecracker
                 ? new AgentEndpoint(AgentTransport.Vsock, Path.Combine(workDir, FirecrackerBackend.VsockSocketName))
                 : new AgentEndpoint(AgentTransport.Unix, Path.Combine(workDir, QemuCommandLine.AgentSocket)),

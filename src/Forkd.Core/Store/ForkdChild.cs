@@ -36,11 +36,15 @@ public sealed record ForkdChild
     [JsonPropertyName("pid")]
     public int ProcessId { get; init; }
 
+    /// <summary>The hypervisor running the child (the snapshot's); recorded as <c>qemu</c> or <c>firecracker</c>.</summary>
     [JsonPropertyName("backend")]
-    public string Backend { get; init; } = "qemu";
+    [JsonConverter(typeof(LowerCaseEnumConverter<BackendKind>))]
+    public BackendKind Backend { get; init; } = BackendKind.Qemu;
 
+    /// <summary>How the child's guest code runs (the snapshot's); recorded as <c>kvm</c> or <c>tcg</c>.</summary>
     [JsonPropertyName("accelerator")]
-    public string Accelerator { get; init; } = "tcg";
+    [JsonConverter(typeof(LowerCaseEnumConverter<Accelerator>))]
+    public Accelerator Accelerator { get; init; } = Accelerator.Tcg;
 
     [JsonPropertyName("agent")]
     public required AgentEndpoint Agent { get; init; }

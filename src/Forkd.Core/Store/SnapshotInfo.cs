@@ -23,9 +23,11 @@ public sealed record SnapshotInfo
     /// <summary>What made it: our module and version, or <c>forkd</c> for snapshots without our metadata.</summary>
     public string CreatedBy { get; init; } = "forkd";
 
-    public string Backend { get; init; } = "firecracker";
+    /// <summary>The hypervisor that made it, which its children run on (forkd's own snapshots are Firecracker's).</summary>
+    public BackendKind Backend { get; init; } = BackendKind.Firecracker;
 
-    public string? Accelerator { get; init; }
+    /// <summary>KVM or TCG as chosen when it was made; null when not recorded (forkd's own snapshots).</summary>
+    public Accelerator? Accelerator { get; init; }
 
     public string? Recipe { get; init; }
 

@@ -297,8 +297,9 @@ public sealed partial class SnapshotStore
             IsComplete = vmstate && memory,
             CreatedAt = metadata.CreatedAt ?? new DateTimeOffset(Directory.GetCreationTimeUtc(dir), TimeSpan.Zero),
             CreatedBy = metadata.CreatedBy ?? "forkd",
-            Backend = metadata.Backend ?? "firecracker",
-            Accelerator = metadata.Accelerator,
+            // The schema admits only these names (any case); absent means forkd's own, a Firecracker snapshot.
+            Backend = VmmNames.ParseBackend(metadata.Backend) ?? BackendKind.Firecracker,
+            Accelerator = VmmNames.ParseAccelerator(metadata.Accelerator),
             Recipe = metadata.Recipe,
             MemoryMiB = metadata.MemoryMiB,
             Metadata = metadata,

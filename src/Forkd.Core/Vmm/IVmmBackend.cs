@@ -3,20 +3,6 @@ using System.Text.Json.Nodes;
 
 namespace Forkd.Core.Vmm;
 
-/// <summary>Which hypervisor runs a VM. Recorded in the snapshot; children always use the parent's.</summary>
-public enum BackendKind
-{
-    Qemu,
-    Firecracker,
-}
-
-/// <summary>How guest code runs: hardware virtualisation (KVM) or QEMU's software CPU (TCG).</summary>
-public enum Accelerator
-{
-    Kvm,
-    Tcg,
-}
-
 /// <summary>A block device given to the guest. The root disk of big guests is attached read-only and shared.</summary>
 /// <param name="AllowSharedWrite">Skip the VMM's image lock, so several children may open one writable image (forced by the user, who was warned).</param>
 public sealed record DriveSpec(string Id, string HostPath, bool ReadOnly, bool IsRoot = false, bool AllowSharedWrite = false);

@@ -8,7 +8,7 @@ namespace Forkd.PowerShell.Commands;
 // "Build" is an approved verb (Lifecycle) since PowerShell 6; PowerShellStandard 5.1 has no constant for it.
 [Cmdlet("Build", "ForkdImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, HelpUri = HelpLinks.Base + "Build-ForkdImage.md")]
 [OutputType(typeof(GuestImage))]
-public sealed class BuildForkdImageCommand : ForkdCmdlet
+public sealed class BuildForkdImageCommand : ForkdJobCmdlet
 {
     /// <summary>Recipe names (folders under recipes/).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -20,28 +20,8 @@ public sealed class BuildForkdImageCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
+    protected override void ProcessInput()
     {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-        }
-    }
-
-    protected override void ProcessRecord()
-    {
-        if (AsJob)
-        {
-            _asJob.Add(this);
-            return;
-        }
-
         GuestImageBuilder builder;
         try
         {

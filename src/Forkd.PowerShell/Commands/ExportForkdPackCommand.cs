@@ -8,7 +8,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Writes a snapshot as a forkd pack (<c>.forkd-snapshot.tar.zst</c>), forkd's <c>pack</c>.</summary>
 [Cmdlet(VerbsData.Export, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Export-ForkdPack.md")]
 [OutputType(typeof(PackInfo))]
-public sealed class ExportForkdPackCommand : ForkdCmdlet
+public sealed class ExportForkdPackCommand : ForkdJobCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -34,28 +34,8 @@ public sealed class ExportForkdPackCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
+    protected override void ProcessInput()
     {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-        }
-    }
-
-    protected override void ProcessRecord()
-    {
-        if (AsJob)
-        {
-            _asJob.Add(this);
-            return;
-        }
-
         if (!CheckTag(Tag))
         {
             return;

@@ -8,18 +8,14 @@ namespace Forkd.PowerShell.Commands;
 /// Lists forked children from the registry, in any session; a child whose VMM died (or whose record cannot be
 /// proved against the process table) shows as Exited, and a VMM of ours that no record knows as Orphaned.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Tag", HelpUri = HelpLinks.Base + "Get-ForkdChild.md")]
+// The Id set is the default, with -Id optional (none: every child): the binder tries the default set first, so
+// a piped object that has both Id and Tag (a child) is that child, not every child of its tag; an object with
+// only a Tag (a snapshot) falls through to the Tag set.
+[Cmdlet(VerbsCommon.Get, "ForkdChild", DefaultParameterSetName = "Id", HelpUri = HelpLinks.Base + "Get-ForkdChild.md")]
 [OutputType(typeof(ForkdChild))]
 public sealed class GetForkdChildCommand : ForkdCmdlet
 {
-    [Parameter(Position = 0, ParameterSetName = "Tag", ValueFromPipelineByPropertyName = true)]
-    [SupportsWildcards]
-    [ValidateNotNullOrEmpty]
-    [SnapshotTagTransformation]
-    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
-    public string[]? Tag { get; set; }
-
-    [Parameter(Mandatory = true, ParameterSetName = "Id", ValueFromPipelineByPropertyName = true)]
+    [Parameter(ParameterSetName = "Id", ValueFromPipelineByPropertyName = true)]
     [Alias("ChildId")]
     [ChildIdTransformation]
     [SupportsWildcards]
@@ -27,10 +23,17 @@ public sealed class GetForkdChildCommand : ForkdCmdlet
     [ArgumentCompleter(typeof(ChildIdCompleter))]
     public string[] Id { get; set; } = [];
 
+    [Parameter(Position = 0, ParameterSetName = "Tag", ValueFromPipelineByPropertyName = true)]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    [SnapshotTagTransformation]
+    [ArgumentCompleter(typeof(SnapshotTagCompleter))]
+    public string[]? Tag { get; set; }
+
     protected override void ProcessRecord()
     {
         var registry = Engine.Children;
-        if (ParameterSetName == "Id")
+        if (ParameterSetName == "Id" && Id.Length > 0)
         {
             WriteObject(ChildLookup.Resolve(registry, Id, WriteError), enumerateCollection: true);
 

@@ -9,7 +9,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Verifies and installs a pack as a local snapshot, from a file or a URL (forkd's <c>unpack</c> and <c>pull</c>).</summary>
 [Cmdlet(VerbsData.Import, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PathSet, HelpUri = HelpLinks.Base + "Import-ForkdPack.md")]
 [OutputType(typeof(SnapshotInfo))]
-public sealed class ImportForkdPackCommand : ForkdCmdlet
+public sealed class ImportForkdPackCommand : ForkdJobCmdlet
 {
     private const string PathSet = "Path";
     private const string LiteralPathSet = "LiteralPath";
@@ -51,20 +51,6 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     [ValidateNotNullOrEmpty]
     public string? ChainTagPrefix { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
-    {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-        }
-    }
-
     /// <summary>Host files for the snapshot's volumes, as <c>HOST:GUEST[:ro]</c>; a pack never chooses them.</summary>
     [Parameter]
     [ValidateNotNull]
@@ -80,42 +66,47 @@ public sealed class ImportForkdPackCommand : ForkdCmdlet
     [ValidateRange(1, 86400)]
     public double TimeoutSec { get; set; } = HubTimeouts.DefaultIdle.TotalSeconds;
 
-    protected override void ProcessRecord()
+    protected override void ProcessInput()
     {
-        if (AsJob)
-        {
-            _asJob.Add(this);
-            return;
-        }
-
         if (Tag is not null && !CheckTag(Tag))
         {
             return;
         }
 
+        // The host files for -Volume belong to no pack: a missing one is one error, its path the target.
+        IReadOnlyList<VolumeSpec> volumes;
+        try
+        {
+            volumes = Volumes.Validate([.. Volume.Select(v =>
+            {
+                var parsed = Volumes.Parse(v);
+                return parsed with { HostPath = GetUnresolvedProviderPathFromPSPath(parsed.HostPath) };
+            })]);
+        }
+        catch (ForkdException ex)
+        {
+            WriteForkdError(ex);
+            return;
+        }
+
         if (ParameterSetName == UriSet)
         {
-            ImportOne(Uri, null);
+            ImportOne(Uri, null, volumes);
             return;
         }
 
         foreach (var file in PackPaths.Resolve(this, ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet))
         {
-            ImportOne(file, file);
+            ImportOne(file, file, volumes);
         }
     }
 
     /// <summary>One pack: a failure is an error for that pack only (its path or URL as the target), the rest go on.</summary>
-    private void ImportOne(string source, string? file)
+    private void ImportOne(string source, string? file, IReadOnlyList<VolumeSpec> volumes)
     {
         try
         {
             var installer = Engine.Packs;
-            var volumes = Volumes.Validate([.. Volume.Select(v =>
-            {
-                var parsed = Volumes.Parse(v);
-                return parsed with { HostPath = GetUnresolvedProviderPathFromPSPath(parsed.HostPath) };
-            })]);
             var options = new ImportOptions { Tag = Tag, Force = Force, Volumes = volumes, MaxSize = MaxSize, ChainTagPrefix = ChainTagPrefix };
             var target = $"{(Tag is null ? "tag from the pack's manifest" : $"tag '{Tag}'")}";
             var action = Force ? "Import pack, replacing an existing snapshot" : "Import pack";

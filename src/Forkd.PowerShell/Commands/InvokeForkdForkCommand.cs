@@ -9,7 +9,7 @@ namespace Forkd.PowerShell.Commands;
 [Cmdlet(VerbsLifecycle.Invoke, "ForkdFork", SupportsShouldProcess = true, HelpUri = HelpLinks.Base + "Invoke-ForkdFork.md")]
 [OutputType(typeof(ForkdChild))]
 [Alias("New-ForkdChild")]
-public sealed class InvokeForkdForkCommand : ForkdCmdlet
+public sealed class InvokeForkdForkCommand : ForkdJobCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -38,28 +38,8 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter Network { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
+    protected override void ProcessInput()
     {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-        }
-    }
-
-    protected override void ProcessRecord()
-    {
-        if (AsJob)
-        {
-            _asJob.Add(this);
-            return;
-        }
-
         if (!CheckTag(Tag))
         {
             return;
@@ -108,7 +88,7 @@ public sealed class InvokeForkdForkCommand : ForkdCmdlet
             {
                 if (outcome.Child is { } child)
                 {
-                    WriteVerbose($"child {child.Index} {child.Id}: pid {child.ProcessId}, {child.Accelerator.ToUpperInvariant()}, " +
+                    WriteVerbose($"child {child.Index} {child.Id}: pid {child.ProcessId}, {child.Accelerator.ToString().ToUpperInvariant()}, " +
                                  $"restored in {child.RestoreTime:0} ms, agent ready at {child.ReadyTime:0} ms");
                     WriteObject(child);
                 }

@@ -9,7 +9,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Boots a parent VM, warms it up, pauses and saves it as a snapshot children fork from.</summary>
 [Cmdlet(VerbsCommon.New, "ForkdSnapshot", SupportsShouldProcess = true, DefaultParameterSetName = RecipeSet, HelpUri = HelpLinks.Base + "New-ForkdSnapshot.md")]
 [OutputType(typeof(SnapshotInfo))]
-public sealed class NewForkdSnapshotCommand : ForkdCmdlet
+public sealed class NewForkdSnapshotCommand : ForkdJobCmdlet
 {
     private const string RecipeSet = "Recipe";
     private const string KernelSet = "Kernel";
@@ -58,26 +58,14 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
 
     /// <summary>The hypervisor: QEMU (default; KVM or TCG) or Firecracker (KVM only). Recorded in the snapshot.</summary>
     [Parameter]
-    public BackendKind Backend { get; set; } = Forkd.Core.Vmm.BackendKind.Qemu;
+    public BackendKind Backend { get; set; } = Forkd.Core.BackendKind.Qemu;
 
     /// <summary>Give the guest a network card, so Invoke-ForkdFork -Network can put children on networks.</summary>
     [Parameter]
     public SwitchParameter Network { get; set; }
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
+    protected override void EndInput()
     {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-            return;
-        }
-
         CheckTag(Tag, terminating: true);
         // -WhatIf reports what would really happen: the checks a real run makes first come before the question.
         try
@@ -94,6 +82,15 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         catch (ForkdException ex)
         {
             ThrowForkdError(ex, Tag);
+        }
+
+        try
+        {
+            CheckInputFiles();
+        }
+        catch (ForkdException ex)
+        {
+            ThrowForkdError(ex); // the missing file is the target
         }
 
         if (!ShouldProcess(Tag, Force ? "Create snapshot (replacing any existing one)" : "Create snapshot"))
@@ -122,11 +119,39 @@ public sealed class NewForkdSnapshotCommand : ForkdCmdlet
         }
         catch (ForkdException ex)
         {
-            // Whatever failed while booting, the host check is where to look first.
-            ThrowForkdError(ex.Hint is not null ? ex : new ForkdException(ex.ErrorId, ex.Kind, ex.Message, ex.Target, ex)
+            // Whatever failed while booting, the host check is where to look first; bad input has its own advice.
+            // The error's own target (a missing file, the tag) stays its TargetObject.
+            var input = ex.Kind is ForkdErrorKind.NotFound or ForkdErrorKind.InvalidArgument or ForkdErrorKind.AlreadyExists or ForkdErrorKind.InUse;
+            ThrowForkdError(ex.Hint is not null || input ? ex : new ForkdException(ex.ErrorId, ex.Kind, ex.Message, ex.Target, ex)
             {
                 Hint = "Run Test-ForkdHost: it checks KVM (with a real boot), QEMU, Firecracker, cgroups and networking on this host.",
-            }, Tag);
+            }, ex.Target ?? Tag);
+        }
+    }
+
+    /// <summary>
+    /// The files a real run needs before anything boots (kernel, initramfs, volume images): a missing one is the
+    /// same error under -WhatIf, with its path as the TargetObject.
+    /// </summary>
+    private void CheckInputFiles()
+    {
+        if (ParameterSetName == KernelSet)
+        {
+            RequireFile(GetUnresolvedProviderPathFromPSPath(KernelPath), "KernelNotFound", "kernel");
+            if (InitramfsPath is not null)
+            {
+                RequireFile(GetUnresolvedProviderPathFromPSPath(InitramfsPath), "InitramfsNotFound", "initramfs");
+            }
+        }
+
+        _ = Volumes.Validate([.. Volume.Select(ParseVolume)]);
+    }
+
+    private static void RequireFile(string path, string errorId, string what)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ForkdException(errorId, ForkdErrorKind.NotFound, $"{what} not found: {path}", path);
         }
     }
 

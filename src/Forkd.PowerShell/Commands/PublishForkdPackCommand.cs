@@ -7,7 +7,7 @@ namespace Forkd.PowerShell.Commands;
 /// <summary>Packs a snapshot and uploads it to a presigned PUT URL (forkd's <c>push</c>).</summary>
 [Cmdlet(VerbsData.Publish, "ForkdPack", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, HelpUri = HelpLinks.Base + "Publish-ForkdPack.md")]
 [OutputType(typeof(PublishResult))]
-public sealed class PublishForkdPackCommand : ForkdCmdlet
+public sealed class PublishForkdPackCommand : ForkdJobCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -30,33 +30,13 @@ public sealed class PublishForkdPackCommand : ForkdCmdlet
     [ValidateRange(1, 19)]
     public int CompressionLevel { get; set; } = 3;
 
-    /// <summary>Run in the background and return a job (Receive-Job, Wait-Job, Stop-Job); Stop-Job cancels and cleans up like Ctrl+C.</summary>
-    [Parameter]
-    public SwitchParameter AsJob { get; set; }
-
-    private readonly AsJobInvocations _asJob = new();
-
-    protected override void EndProcessing()
-    {
-        if (AsJob)
-        {
-            _asJob.Start(this);
-        }
-    }
-
     /// <summary>Seconds the upload may stall (connect, or under 1 KiB moving, or no reply) before HubTimeout.</summary>
     [Parameter]
     [ValidateRange(1, 86400)]
     public double TimeoutSec { get; set; } = HubTimeouts.DefaultIdle.TotalSeconds;
 
-    protected override void ProcessRecord()
+    protected override void ProcessInput()
     {
-        if (AsJob)
-        {
-            _asJob.Add(this);
-            return;
-        }
-
         if (!CheckTag(Tag))
         {
             return;

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Forkd.Core;
 using Forkd.Core.Engine;
 using Forkd.Core.Store;
 
@@ -45,8 +46,8 @@ public sealed record SnapshotBody
         CreatedAtUnix = s.CreatedAt.ToUnixTimeSeconds(),
         Bootable = s.IsComplete,
         SizeBytes = s.SizeBytes,
-        Backend = s.Backend,
-        Accelerator = s.Accelerator,
+        Backend = VmmNames.Of(s.Backend), // forkd's lower-case names: the objects carry enums
+        Accelerator = s.Accelerator is { } accelerator ? VmmNames.Of(accelerator) : null,
         Recipe = s.Recipe,
         MemoryMiB = s.MemoryMiB,
         CreatedBy = s.CreatedBy,
@@ -114,7 +115,7 @@ public sealed record SandboxBody
         MemoryLimitMiB = c.MemoryLimitMiB,
         State = c.State == ChildState.Running ? "running" : "exited",
         Agent = c.Agent.ToString(),
-        Backend = c.Backend,
+        Backend = VmmNames.Of(c.Backend),
         ReadyMs = Math.Round(c.ReadyTime, 1),
     };
 }

@@ -1,5 +1,6 @@
 using Forkd.Core;
 using Forkd.Core.Store;
+using Forkd.Core.Vmm;
 
 namespace Forkd.Core.Tests;
 
@@ -53,7 +54,7 @@ public sealed class SnapshotStoreTests : IDisposable
         Assert.True(all[1].IsComplete);
         Assert.True(all[1].DiskBytes < all[1].SizeBytes, "a sparse memory image must not count as allocated");
         Assert.Equal("forkd", all[1].CreatedBy);
-        Assert.Equal("firecracker", all[1].Backend);
+        Assert.Equal(BackendKind.Firecracker, all[1].Backend);
     }
 
     [Fact]

@@ -67,7 +67,7 @@ public sealed class ForkEngineOnFirecrackerFollowsPublishedApiTests : IAsyncLife
             Assert.All(outcomes, o => Assert.Null(o.Error));
             var children = outcomes.Select(o => o.Child!).ToList();
             Assert.All(children, c => Assert.Equal(AgentTransport.Vsock, c.Agent.Transport));
-            Assert.All(children, c => Assert.Equal("firecracker", c.Backend));
+            Assert.All(children, c => Assert.Equal(BackendKind.Firecracker, c.Backend));
             Assert.Equal(2, registry.List().Count(c => c.State == ChildState.Running));
             foreach (var child in children)
             {

@@ -97,7 +97,7 @@ public sealed class ForkdMadeSnapshotFollowsPublishedApiTests : IAsyncLifetime
 
         var children = outcomes.Select(o => o.Child!).ToList();
         Assert.All(children, c => Assert.Equal(new AgentEndpoint(AgentTransport.Tcp, "127.0.0.1", _agent.Endpoint.Port), c.Agent));
-        Assert.All(children, c => Assert.Equal("firecracker", c.Backend));
+        Assert.All(children, c => Assert.Equal(BackendKind.Firecracker, c.Backend));
         Assert.Equal(2, _registry.List().Count(c => c.State == ChildState.Running));
         var eval = await AgentCalls.EvalAsync(_registry, children[0], "1+1", TimeSpan.FromSeconds(5), CancellationToken.None);
         Assert.Null(eval.Error);

@@ -67,7 +67,7 @@ public sealed class ForkdPackForksFollowsPublishedApiTests : IAsyncLifetime
         var outcomes = await engine.Forker
             .ForkAsync(new ForkRequest { Tag = "pyagent", Count = 2, AgentTimeout = TimeSpan.FromSeconds(10) }, null, CancellationToken.None);
 
-        Assert.Equal("firecracker", installed.Backend);
+        Assert.Equal(BackendKind.Firecracker, installed.Backend);
         Assert.All(outcomes, o => Assert.Null(o.Error));
         Assert.Empty(_fc.AllViolations);
         Assert.All(_fc.Launches, l => Assert.Equal(["PUT /snapshot/load"], l.Server.Requests.Select(r => r.ToString())));
