@@ -540,6 +540,7 @@ def serve_multiplexed(agent, read_chunk, write_all, on_eof=None):
             if buffer:
                 write_all(agent.handle(buffer))
             if on_eof is not None:
+                _workers.wait_done(DEFAULT_EXEC_TIMEOUT)  # the answers still being written go out first
                 on_eof()
             return
         buffer += chunk
@@ -760,8 +761,9 @@ class RequestWorkers:
 
     def __init__(self, idle=2):
         self._jobs = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._idle = idle  # threads waiting for a job (or about to)
+        self._pending = 0  # jobs submitted and not yet finished
         for _ in range(idle):
             start_thread(self._work)
 
@@ -774,15 +776,23 @@ class RequestWorkers:
                 log("forkd: request worker: %s" % exc)
             with self._lock:
                 self._idle += 1
+                self._pending -= 1
+                self._lock.notify_all()
 
     def submit(self, target, *args):
         with self._lock:
+            self._pending += 1
             spawn = self._idle == 0
             if not spawn:
                 self._idle -= 1
         self._jobs.put((target, args))
         if spawn:
             start_thread(self._work)
+
+    def wait_done(self, timeout):
+        """Until every submitted request is answered (or `timeout` passes): a stream's end must not drop replies."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._pending == 0, timeout)
 
 
 _workers = None

@@ -165,9 +165,8 @@ internal static class GuestRootFs
         var (loader, env) = HostRunEnvironment(root);
         var result = await ToolRunner.RunAsync(loader.Path,
             [.. loader.Arguments, Path.Combine(root, pythonRelative), Path.Combine(root, GuestSources.AgentFileName), "--stdio", "--recipe-env", "/dev/null"],
-            // No newline: the agent answers a final unterminated line before it exits at EOF. A terminated one is
-            // answered on a thread of its own, which the exit at EOF can cut off (the ping then fails at random).
-            root, cancellationToken, stdin: "{\"action\":\"ping\",\"id\":\"smoke\"}", environment: env).ConfigureAwait(false);
+            // At EOF the agent answers what it has read before it exits (AgentRequestThreadTests).
+            root, cancellationToken, stdin: "{\"action\":\"ping\",\"id\":\"smoke\"}\n", environment: env).ConfigureAwait(false);
         var line = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
         if (result.ExitCode != 0 || line is null || JsonNode.Parse(line) is not JsonObject reply || reply["pong"]?.GetValue<bool>() != true)
         {

@@ -41,4 +41,20 @@ public sealed class AgentRequestThreadTests
         Assert.True(plain["pong"]!.GetValue<bool>());
         Assert.Equal(full.ToJsonString(), plain.ToJsonString());
     }
+
+    [Fact]
+    public async Task A_request_followed_by_the_end_of_the_stream_is_answered_before_the_agent_exits()
+    {
+        for (var i = 0; i < 10; i++)
+        {
+            using var process = System.Diagnostics.Process.Start(AgentProcess.StartInfo("--stdio", "--recipe-env", "/dev/null"))!;
+            await process.StandardInput.WriteAsync("{\"action\":\"eval\",\"id\":\"last\",\"code\":\"6 * 7\"}\n");
+            process.StandardInput.Close();
+            var output = await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+
+            Assert.Contains("\"id\": \"last\"", output, StringComparison.Ordinal);
+            Assert.Contains("\"result\": \"42\"", output, StringComparison.Ordinal);
+        }
+    }
 }
