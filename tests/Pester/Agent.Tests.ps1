@@ -5,11 +5,8 @@
 # on its own child. Budget: ~2-4 min on 2 cores (plus a guest image rebuild when guest/ changed).
 Describe 'Guest agent channel' -Tag Agent {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
         $script:pwsh = Join-Path $PSHOME 'pwsh'
         $null = New-ForkdSnapshot -Tag agt -Recipe minimal -WarmupCode "warm = {'token': 'w4rm'}"
         $script:children = @(Invoke-ForkdFork -Tag agt -Count 4)
@@ -23,9 +20,7 @@ Describe 'Guest agent channel' -Tag Agent {
         }
     }
     AfterAll {
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'records the agent generation of the snapshot on every child' {

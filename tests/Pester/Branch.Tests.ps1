@@ -3,11 +3,8 @@
 # One parent is booted; every later snapshot is a checkpoint of a child. Budget: ~3-5 min on 2 loaded cores.
 Describe 'Branching running children' -Tag Branch {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
         $script:root = New-ForkdSnapshot -Tag br -Recipe minimal -WarmupCode "state = {'n': 1}"
         $script:source = Invoke-ForkdFork -Tag br
         # What every branch of the source must see: the interpreter, a file in its tmpfs, 3 MB it allocated.
@@ -20,9 +17,7 @@ Describe 'Branching running children' -Tag Branch {
         function Get-Meta([string] $Tag) { Get-Content (Join-Path (Get-ForkdSnapshot -Tag $Tag).Path 'snapshot.json') -Raw | ConvertFrom-Json }
     }
     AfterAll {
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'checkpoints a child in each mode; branches see that instant, not later changes; the source runs on' {

@@ -5,20 +5,15 @@
 # for the snapshot (Chromium starts in ~3 min under TCG) plus ~3 min to build the root disk once.
 Describe 'playwright-browser recipe' -Tag Browser {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
         $script:snapshot = New-ForkdSnapshot -Tag pwb -Recipe playwright-browser -Verbose 4>&1 |
             ForEach-Object { if ($_ -is [System.Management.Automation.VerboseRecord]) { Write-Host "  $($_.Message)" } else { $_ } }
         $script:children = @(Invoke-ForkdFork -Tag pwb -Count 2)
         function Invoke-Js([string] $Id, [string] $Code) { Invoke-ForkdEval -Id $Id -Code $Code -TimeoutSec 300 -NoGuestError }
     }
     AfterAll {
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'snapshots a 2048 MiB parent with the browser already launched' {

@@ -4,11 +4,8 @@
 # default), so the image build is shared with the Image tests. Budget: ~1-2 min on 2 cores.
 Describe 'Fork-from-warm engine' -Tag Engine {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
         $script:pwsh = Join-Path $PSHOME 'pwsh'
         $script:warmup = "warm = {'token': 'w4rm', 'squares': [i * i for i in range(100)]}"
         $script:snapshot = New-ForkdSnapshot -Tag eng -Recipe minimal -WarmupCode $warmup -Verbose 4>&1 |
@@ -30,9 +27,7 @@ Describe 'Fork-from-warm engine' -Tag Engine {
         }
     }
     AfterAll {
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'snapshots the parent with the accelerator it chose recorded' {

@@ -5,11 +5,8 @@
 # (building it first takes ~2 min more).
 Describe 'Root disks, volumes and the Node recipe' -Tag RootDisk {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
 
         # Volumes: ext4 images made the way forkd's hint says, one with a file in it.
         $script:volDir = Join-Path $TestDrive 'volumes'
@@ -27,9 +24,7 @@ Describe 'Root disks, volumes and the Node recipe' -Tag RootDisk {
         $script:rootHash = (Get-FileHash $rootDisk).Hash
     }
     AfterAll {
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'records the read-only root disk and both volumes in the snapshot' {

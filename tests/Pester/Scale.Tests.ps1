@@ -3,11 +3,8 @@
 # not timing: bench/fork.bench.ps1 measures the costs. Budget: well under a minute on 2 cores.
 Describe 'Thirty-two children of one snapshot' -Tag Scale {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
         $null = New-ForkdSnapshot -Tag scale -Recipe minimal -WarmupCode "warm = {'token': 's32'}"
         $script:children = @(Invoke-ForkdFork -Tag scale -Count 32)
 
@@ -23,9 +20,7 @@ Describe 'Thirty-two children of one snapshot' -Tag Scale {
         }
     }
     AfterAll {
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'forks 32 running children, each its own VMM with its start stages recorded' {

@@ -3,11 +3,8 @@
 # route, and stopping the controller (SIGTERM/Ctrl+C to its pwsh) drains it and leaves the children running.
 Describe 'Forkd as a service' -Tag Service {
     BeforeAll {
-        Import-Module $env:FORKD_MODULE_PATH -Force
-        $script:savedData = $env:FORKD_DATA_DIR
-        $script:savedCache = $env:FORKD_CACHE_DIR
-        $env:FORKD_DATA_DIR = Join-Path $TestDrive 'data'
-        if (-not $env:FORKD_CACHE_DIR) { $env:FORKD_CACHE_DIR = [IO.Path]::GetFullPath((Join-Path $PSScriptRoot '../../.cache')) }
+        . (Join-Path $PSScriptRoot 'TestEnvironment.ps1')
+        Enter-ForkdTestEnvironment
         $script:pwsh = Join-Path $PSHOME 'pwsh'
         New-ForkdSnapshot -Tag svcp -Recipe minimal -Accelerator Tcg -WarmupCode "greeting = 'from the parent'" | Out-Null
 
@@ -41,9 +38,7 @@ Describe 'Forkd as a service' -Tag Service {
     }
     AfterAll {
         if ($script:controller -and -not $script:controller.Process.HasExited) { $script:controller.Process.Kill($true) }
-        Get-ForkdChild -ErrorAction SilentlyContinue | Stop-ForkdChild -Confirm:$false -ErrorAction SilentlyContinue
-        $env:FORKD_DATA_DIR = $script:savedData
-        $env:FORKD_CACHE_DIR = $script:savedCache
+        Exit-ForkdTestEnvironment
     }
 
     It 'runs from the installed module folder with the token kept off every command line' {

@@ -90,7 +90,10 @@ public sealed class Forker
         backend.Capabilities.Require(backend.Kind, rootDisk: false, volumes: metadata.Volumes.Count > 0, network: request.Network);
         backend.EnsureAvailable();
 
-        var sharedWrite = Volumes.CheckSharedWritable(tag, metadata.Volumes, request.Count, _registry.RunningChildrenOf(tag).Count,
+        // The registry is read only for a snapshot with a writable volume: beside a hundred running children, reading
+        // every record on each fork would make forking slower the more children there are.
+        var runningWriters = metadata.Volumes.Any(v => !v.ReadOnly) ? _registry.RunningChildrenOf(tag).Count : 0;
+        var sharedWrite = Volumes.CheckSharedWritable(tag, metadata.Volumes, request.Count, runningWriters,
             request.AllowSharedWritableVolumes);
         IReadOnlyList<DriveSpec> driveOverrides = [];
         if (sharedWrite is not null)

@@ -182,26 +182,47 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
 
                 for (var i = 0; i < count; i++)
                 {
-                    var first = ((long)regions[i].Start - _mapping.Start) / Page;
-                    var pages = (long)(regions[i].End - regions[i].Start) / Page;
-                    if (runs.Count > 0 && runs[^1].FirstPage + runs[^1].Pages == first)
-                    {
-                        runs[^1] = (runs[^1].FirstPage, runs[^1].Pages + pages); // a present page beside a swapped one
-                    }
-                    else
-                    {
-                        runs.Add((first, pages));
-                    }
+                    runs.Add((((long)regions[i].Start - _mapping.Start) / Page, (long)(regions[i].End - regions[i].Start) / Page));
                 }
 
                 if (arg.WalkEnd >= end)
                 {
-                    return runs;
+                    return Coalesce(runs);
                 }
 
                 arg.Start = arg.WalkEnd;
             }
         }
+    }
+
+    /// <summary>
+    /// The regions a scan reported as sorted, disjoint runs: adjacent ones joined (a present page beside a swapped
+    /// one), overlapping ones merged. A scan resumed at <c>walk_end</c> after a full vector can report again pages at
+    /// the end of the last region it returned, and a diff with overlapping runs is damaged for every reader.
+    /// </summary>
+    internal static List<(long FirstPage, long Pages)> Coalesce(List<(long FirstPage, long Pages)> regions)
+    {
+        regions.Sort((x, y) => x.FirstPage.CompareTo(y.FirstPage));
+        var runs = new List<(long FirstPage, long Pages)>(regions.Count);
+        foreach (var (first, pages) in regions)
+        {
+            if (pages <= 0)
+            {
+                continue;
+            }
+
+            if (runs.Count > 0 && first <= runs[^1].FirstPage + runs[^1].Pages)
+            {
+                var stop = Math.Max(runs[^1].FirstPage + runs[^1].Pages, first + pages);
+                runs[^1] = (runs[^1].FirstPage, stop - runs[^1].FirstPage);
+            }
+            else
+            {
+                runs.Add((first, pages));
+            }
+        }
+
+        return runs;
     }
 
     private void CopyInto(List<DiffRun> runs, CancellationToken cancellationToken)

@@ -124,4 +124,13 @@ public sealed class WrittenPageCopyTests : IDisposable
             python.WaitForExit(5000);
         }
     }
+
+    [Fact]
+    public void Scanned_regions_become_sorted_disjoint_runs_whatever_order_or_overlap_the_scan_reported()
+    {
+        // Adjacent (a present page beside a swapped one), repeated after a resumed walk, overlapping, out of order, empty.
+        var runs = WrittenPageCopy.Coalesce([(10, 2), (12, 3), (14, 1), (20, 5), (22, 10), (3, 1), (40, 0), (2, 1)]);
+
+        Assert.Equal([(2L, 2L), (10L, 5L), (20L, 12L)], runs);
+    }
 }
