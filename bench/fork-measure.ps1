@@ -87,3 +87,12 @@ function Measure-EvalVsExec($Child, [string] $Code, [int] $EvalRounds, [int] $Ex
     }
     [pscustomobject]@{ Eval = Get-Median $evals; Exec = Get-Median $execs }
 }
+
+# Median wall clock of 7 forks of 4 children (each stopped before the next).
+function Measure-Fork4([string] $Tag) {
+    Get-Median @(foreach ($i in 1..7) {
+        $run = Invoke-TimedFork $Tag 4
+        $run.Children | Stop-ForkdChild -Confirm:$false
+        $run.Wall
+    })
+}

@@ -13,7 +13,7 @@
       - idle cost per child with 100 idle children: % of a core and wake-ups per second; host memory the
         100 use; private and proportional memory per idle child (16, fresh from the fork), guest-RAM
         mapping and VMM apart;
-      - a fork of 4 while the 100 idle children run, against the same fork on an empty machine;
+      - a fork of 4 while the 100 idle children run, against the same fork on an empty machine (median of 7 each);
       - an eval round trip against exec of a fresh `python3 -c` for the same expression.
     Every start here is cold: no VMM is pre-started. Writes bench/results/fork.md (tables),
     bench/results/fork.json and bench/results/fork.png (chart; python3-matplotlib from apt).
@@ -56,6 +56,7 @@ try {
     foreach ($n in $counts) {
         $reps = if ($n -le 16) { 3 } else { 1 }
         $walls = foreach ($r in 1..$reps) {
+            if ($n -eq 100) { $forkEmpty = Measure-Fork4 $tag } # the baseline for "beside 100 idle", measured alike
             $memBefore = Get-MemAvailableMiB
             $sw = [Diagnostics.Stopwatch]::StartNew()
             $run = Invoke-TimedFork $tag $n
@@ -69,12 +70,7 @@ try {
                 Start-Sleep -Seconds 3 # idle: let the children settle before measuring
                 $idle = Measure-IdleCost $run.Children $IdleSeconds
                 $hostMiB = $memBefore - (Get-MemAvailableMiB)
-                $busy = foreach ($i in 1..3) {
-                    $extra = Invoke-TimedFork $tag 4
-                    $extra.Children | Stop-ForkdChild -Confirm:$false
-                    $extra.Wall
-                }
-                $forkBusy = Get-Median $busy
+                $forkBusy = Measure-Fork4 $tag
                 Write-Host ("    idle: {0:N3} % of a core and {1:N1} wake-ups/s per child; fork 4 beside 100 idle: {2:N0} ms" -f $idle.CorePercent, $idle.WakeupsPerSecond, $forkBusy)
                 $all = @(Get-ForkdChild)
                 $all | Stop-ForkdChild -Confirm:$false
@@ -108,7 +104,7 @@ try {
     $marginal100 = ($fork['100'] - $fork['1']) / 99
     $evalMs = $calls.Eval; $execMs = $calls.Exec
     $data = [ordered]@{ accel = $accel; guest_mib = $guestMiB; cold = $cold; fork = $fork; stages = $stages
-        first_eval_100 = $firstEval; marginal = $marginal; marginal_100 = $marginal100; idle = $idle; host_mib_100 = $hostMiB; fork4_busy = $forkBusy
+        first_eval_100 = $firstEval; marginal = $marginal; marginal_100 = $marginal100; idle = $idle; host_mib_100 = $hostMiB; fork4_busy = $forkBusy; fork4_empty = $forkEmpty
         memory = [ordered]@{ 'guest RAM private' = $m.RamPrivate; 'VMM overhead private' = $m.Overhead; 'process private' = $m.ProcPrivate; 'process PSS' = $m.ProcPss }
         eval_ms = $evalMs; exec_ms = $execMs }
     $json = Join-Path $results 'fork.json'

@@ -30,12 +30,14 @@ public sealed record ForkRequest
     public bool Network { get; init; }
 
     /// <summary>
-    /// Children starting at the same time; the rest wait their turn. A start is CPU work (VMM start, the guest's
-    /// first steps), so more at once than the host has cores only makes each take longer and risks agent timeouts.
+    /// Children starting at the same time; the rest wait their turn. A start is mostly CPU work (VMM start, the
+    /// guest's first steps) with short waits between (the launcher's exit, QMP and agent round trips): a few
+    /// starts per core fill those waits, far more only make each start slower and risk agent timeouts.
     /// </summary>
     public int MaxParallelStarts { get; init; } = DefaultParallelStarts;
 
-    public static int DefaultParallelStarts => Math.Max(2, Environment.ProcessorCount * 2);
+    /// <summary>Eight per core (measured on 2 cores, 16 and 100 children: 2 per core 844/-, 4 per core 729/4305, 8 per core 639/4059, 16 per core 637/4398 ms).</summary>
+    public static int DefaultParallelStarts => Math.Clamp(Environment.ProcessorCount * 8, 4, 256);
 }
 
 public sealed record ForkProgress(int Ready, int Failed, int Count);

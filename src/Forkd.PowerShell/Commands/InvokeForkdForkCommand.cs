@@ -25,7 +25,7 @@ public sealed class InvokeForkdForkCommand : ForkdJobCmdlet
     [ValidateRange(16, 1048576)]
     public long? MemoryLimitMiB { get; set; }
 
-    /// <summary>Children starting at the same time (default twice the host's cores); the rest wait their turn.</summary>
+    /// <summary>Children starting at the same time (default eight per core); the rest wait their turn.</summary>
     [Parameter]
     [ValidateRange(1, 1024)]
     public int ThrottleLimit { get; set; } = ForkRequest.DefaultParallelStarts;
