@@ -47,7 +47,7 @@ mem_names, mem_values = list(data["memory"]), list(data["memory"].values())
 bars = memory.barh(mem_names, mem_values, color=["#3c7dbd", "#888888", "#888888", "#888888"])
 memory.invert_yaxis()
 memory.set_xlabel("MiB, mean of 16 idle children")
-memory.set_title(f"Idle child memory ({data['guest_mib']} MiB guest); idle CPU {data['idle']['CorePercent']:.3f} % of a core")
+memory.set_title(f"Idle child memory ({data['guest_mib']} MiB guest)\nidle CPU {data['idle']['CorePercent']:.3f} % of a core")
 for bar, v in zip(bars, mem_values):
     memory.text(bar.get_width() + max(mem_values) * 0.02, bar.get_y() + bar.get_height() / 2, f"{v:.1f}", va="center")
 memory.set_xlim(0, max(mem_values) * 1.25)
