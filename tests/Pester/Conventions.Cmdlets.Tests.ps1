@@ -199,3 +199,17 @@ foreach ($name in 'forkd-child-64999', 'forkd-child-7', 'forkd-child-07', 'not-o
         (Get-Command New-ForkdChild).ResolvedCommand.Name | Should -Be 'Invoke-ForkdFork'
     }
 }
+
+Describe 'Start-ForkdController -WhatIf' -Tag Module {
+    BeforeAll { Import-Module $env:FORKD_MODULE_PATH -Force }
+
+    It 'reports a missing token file as the error a real start gives, not as "Start the Forkd controller"' {
+        $missing = Join-Path $TestDrive 'no-such-token'
+        $err = $null
+        try { Start-ForkdController -TokenFile $missing -WhatIf -ErrorAction Stop 6>$null } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'TokenFileUnreadable*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err.TargetObject | Should -Be $missing
+    }
+}

@@ -56,6 +56,23 @@ public sealed class StartForkdControllerCommand : ForkdCmdlet
 
     protected override void ProcessRecord()
     {
+        // Checked before ShouldProcess, so -WhatIf reports the error a real start would (the controller checks the
+        // token's content when it reads it).
+        if (TokenFile is not null)
+        {
+            var tokenPath = GetUnresolvedProviderPathFromPSPath(TokenFile);
+            try
+            {
+                using var _ = File.OpenRead(tokenPath);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                ThrowForkdError(new ForkdException("TokenFileUnreadable", ForkdErrorKind.InvalidArgument,
+                    $"cannot read token file {tokenPath}: {ex.Message}", tokenPath, ex)
+                { Hint = "head -c 32 /dev/urandom | base64 > TOKENFILE; chmod 600 TOKENFILE" }, tokenPath);
+            }
+        }
+
         if (!ShouldProcess(Listen, "Start the Forkd controller"))
         {
             return;
