@@ -50,7 +50,7 @@ BeforeAll {
         'Remove-ForkdImage/1'       = 'deletes from the image cache, which other test runs share'
         'Remove-ForkdImage/2'       = 'deletes from the image cache, which other test runs share'
         'Start-ForkdController/1'   = 'serves in the foreground until Ctrl+C, on a port the machine shares'
-        'Start-ForkdController/2'   = 'serves on every interface, with certificates under /etc'
+        'Start-ForkdController/2'   = 'serves on every interface, with certificates it does not have'
         'Start-ForkdMcpServer/1'    = 'serves MCP on stdin until it closes'
         'Import-ForkdPack/4'        = 'the pack has no volume at /opt/cache; the example shows how a host file is bound'
     }
@@ -104,6 +104,16 @@ BeforeAll {
             Remove-ForkdSnapshot -Tag pyagent -Confirm:$false
         }
         'Publish-ForkdPack'   = { Confirm-Snapshot pyagent }
+        'Start-ForkdController' = {
+            # The examples name token files under ~ and a start checks them first (-WhatIf too): this page's shell
+            # gets the scratch dir as its home, with the files there.
+            $token = [Convert]::ToBase64String([Security.Cryptography.RandomNumberGenerator]::GetBytes(32))
+            Set-Content (Join-Path $work '.forkd-token') $token
+            New-Item -ItemType Directory -Force (Join-Path $work 'forkd') | Out-Null
+            Set-Content (Join-Path $work 'forkd/token') $token
+            $null = $shell.AddScript("(Get-PSProvider FileSystem).Home = '$work'").Invoke()
+            $shell.Commands.Clear()
+        }
         'Remove-ForkdSnapshot' = {
             Stop-AllChildren; Confirm-Snapshot py
             # The branch pages left diff snapshots over py; they would hold it (SnapshotHasDependents).

@@ -115,6 +115,21 @@ Describe 'Orphaned children after the forking pwsh is killed' -Tag Orphans {
         Assert-AllListedAndStoppable | Out-Null
     }
 
+    It 'removes the work dir of a fork killed before its VMM started, and keeps one whose forker still runs' {
+        # A dead creator pid: a process that has just exited.
+        $dead = Start-Process sleep -ArgumentList 0 -PassThru; $dead.WaitForExit()
+        $abandoned = New-Item -ItemType Directory (Join-Path $env:TMPDIR "forkd-child-orph-$($dead.Id)-dead0000")
+        $inProgress = New-Item -ItemType Directory (Join-Path $env:TMPDIR "forkd-child-orph-$PID-live0000")
+        try {
+            Invoke-ForkdFork -Tag orph | Out-Null
+            Get-ForkdChild | Stop-ForkdChild -Confirm:$false
+            Test-Path $abandoned.FullName | Should -BeFalse
+            Test-Path $inProgress.FullName | Should -BeTrue
+        } finally {
+            Remove-Item $inProgress.FullName -Force -ErrorAction SilentlyContinue
+        }
+    }
+
     It 'leaves no 0-byte record temp files behind' {
         @(Get-ChildItem (Join-Path $env:FORKD_DATA_DIR 'children') -Filter '*.tmp' -Force -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
     }

@@ -94,6 +94,43 @@ public sealed partial class ChildRegistry
         return [.. result.OrderBy(c => c.ProcessId)];
     }
 
+    /// <summary>
+    /// Deletes child work dirs that never got a VMM: their forker died (killed between making the dir and starting
+    /// the VMM), no record names them and no VMM uses them, so nothing else ever will. Returns the paths removed.
+    /// A dir whose creator still runs (a fork in progress elsewhere) is left alone.
+    /// </summary>
+    public IReadOnlyList<string> RemoveAbandonedWorkDirectories()
+    {
+        var known = List().Select(r => Path.GetFileName(Path.TrimEndingDirectorySeparator(r.WorkDirectory))).ToHashSet(StringComparer.Ordinal);
+        var root = WorkDirectories.RootPath(Paths, WorkDirRoot.Temp);
+        var prefix = WorkDirectories.PrefixOf(WorkDirKind.Child).Prefix;
+        var removed = new List<string>();
+        IEnumerable<string> dirs;
+        try
+        {
+            dirs = System.IO.Directory.EnumerateDirectories(root, prefix + "*").ToList();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return removed;
+        }
+
+        foreach (var dir in dirs)
+        {
+            var name = Path.GetFileName(dir);
+            if (known.Contains(name) || WorkDirectories.CreatorPid(name) is not { } creator || ProcessControl.IsAlive(creator, ProcRoot) ||
+                VmmsNaming(dir).Count > 0 || new FileInfo(dir).LinkTarget is not null)
+            {
+                continue;
+            }
+
+            SafeDelete.Delete(dir);
+            removed.Add(dir);
+        }
+
+        return removed;
+    }
+
     /// <summary>Pids of live VMMs of ours whose command line names <paramref name="workDirectory"/> (a work dir still in use).</summary>
     public IReadOnlyList<int> VmmsNaming(string workDirectory)
     {

@@ -24,6 +24,23 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    private bool _stoppedAny;
+
+    /// <summary>
+    /// After stopping: work dirs of forks killed before their VMM started (no VMM, no record, creator gone) go too,
+    /// so stopping everything listed leaves nothing behind.
+    /// </summary>
+    protected override void EndProcessing()
+    {
+        if (_stoppedAny)
+        {
+            foreach (var dir in Engine.Children.RemoveAbandonedWorkDirectories())
+            {
+                WriteVerbose($"removed {dir} (a killed fork's work dir that never got a VMM)");
+            }
+        }
+    }
+
     protected override void ProcessRecord()
     {
         var registry = Engine.Children;
@@ -38,6 +55,7 @@ public sealed class StopForkdChildCommand : ForkdCmdlet
             try
             {
                 var result = RunEngine(_ => Engine.StopChildAsync(child));
+                _stoppedAny = true;
                 foreach (var skipped in result.Skipped)
                 {
                     WriteWarning($"{child.Id}: {skipped}");
