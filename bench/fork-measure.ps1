@@ -7,12 +7,13 @@ function Get-Median([double[]] $Values) {
     if ($s.Count % 2) { $s[[int][math]::Floor($s.Count / 2)] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 }
 }
 
-# CPU time (ns) and wake-ups (context switches) of every thread of a process.
+# CPU time (ns; the engine's own reading, as New-ForkdSnapshot's settle check uses it) and wake-ups (context
+# switches) of every thread of a process.
 function Get-VmmActivity([int] $ProcessId) {
-    $ns = 0L; $wakeups = 0L
+    $cpu = [Forkd.Core.Host.VmmQuiescence]::CpuTime($ProcessId)
+    $ns = if ($null -ne $cpu) { [long]$cpu.Ticks * 100 } else { 0L }
+    $wakeups = 0L
     foreach ($task in Get-ChildItem "/proc/$ProcessId/task" -Directory -ErrorAction SilentlyContinue) {
-        $sched = Get-Content (Join-Path $task.FullName 'schedstat') -ErrorAction SilentlyContinue
-        if ($sched) { $ns += [long](($sched -split ' ')[0]) }
         foreach ($line in Get-Content (Join-Path $task.FullName 'status') -ErrorAction SilentlyContinue) {
             if ($line -match '^(non)?voluntary_ctxt_switches:\s+(\d+)') { $wakeups += [long]$Matches[2] }
         }

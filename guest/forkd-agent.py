@@ -639,7 +639,7 @@ class SerialPort:
         self._signal_tid = None
         self._write_lock = threading.Lock()
 
-    def install_wakeup(self):
+    def install_sigio_handler(self):
         # SIGIO's default action ends the process: a harmless handler in case one ever reaches another thread.
         # It should not: the port signals only the serving thread, which blocks SIGIO and takes it with
         # sigwaitinfo, so no handler, signal frame or wake-up pipe runs (each would be code a fresh child
@@ -882,7 +882,7 @@ def main(argv):
     elif listen is None and (in_guest or find_serial_port() is not None):
         # Our host's channels are there from the start: ping reports the warm-up's progress on them.
         port = SerialPort()
-        port.install_wakeup()  # must run in the main thread
+        port.install_sigio_handler()  # must run in the main thread
         start_thread(serve_serial, agent, port)
         if in_guest and hasattr(socket, "AF_VSOCK") and os.path.exists("/dev/vsock"):
             try:

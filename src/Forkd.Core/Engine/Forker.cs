@@ -106,7 +106,7 @@ public sealed class Forker
 
         using var networkLock = request.Network ? await ChildNetworkAllocator.LockAsync(_paths, cancellationToken).ConfigureAwait(false) : null;
         var namespaces = request.Network ? ChildNetworkAllocator.Reserve(_registry, metadata.BackendConfig!, request.Count, tag) : null;
-        var accelerator = string.Equals(metadata.Accelerator, "kvm", StringComparison.OrdinalIgnoreCase) ? Accelerator.Kvm : Accelerator.Tcg;
+        var accelerator = VmmNames.ParseAccelerator(metadata.Accelerator) ?? Accelerator.Tcg;
         // A diff snapshot's chain is verified and its memory assembled once (SnapshotChains); others map their own memory.bin.
         var files = new VmSnapshotFiles(metadata.ResolveVmState(snapshot.Path), new SnapshotChains(_store).PrepareMemory(snapshot, cancellationToken));
         var started = new List<ForkdChild>();

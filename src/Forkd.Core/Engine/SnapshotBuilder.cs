@@ -220,8 +220,8 @@ public sealed class SnapshotBuilder
             {
                 CreatedAt = DateTimeOffset.UtcNow,
                 CreatedBy = request.CreatedBy,
-                Backend = _backend.Kind.ToString().ToLowerInvariant(),
-                Accelerator = choice.Accelerator.ToString().ToLowerInvariant(),
+                Backend = VmmNames.Of(_backend.Kind),
+                Accelerator = VmmNames.Of(choice.Accelerator),
                 Recipe = request.Recipe,
                 MemoryMiB = request.MemoryMiB,
                 VcpuCount = request.VcpuCount,

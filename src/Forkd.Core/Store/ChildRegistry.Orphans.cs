@@ -101,25 +101,31 @@ public sealed partial class ChildRegistry
     /// </summary>
     public IReadOnlyList<string> RemoveAbandonedWorkDirectories()
     {
-        var known = List().Select(r => Path.GetFileName(Path.TrimEndingDirectorySeparator(r.WorkDirectory))).ToHashSet(StringComparer.Ordinal);
         var root = WorkDirectories.RootPath(Paths, WorkDirRoot.Temp);
         var prefix = WorkDirectories.PrefixOf(WorkDirKind.Child).Prefix;
         var removed = new List<string>();
-        IEnumerable<string> dirs;
+        List<string> deadCreators;
         try
         {
-            dirs = System.IO.Directory.EnumerateDirectories(root, prefix + "*").ToList();
+            // Cheap test first (the name's creator pid): the registry and the process table are read only when a
+            // dir's forker is gone, which after a normal stop is never.
+            deadCreators = [.. System.IO.Directory.EnumerateDirectories(root, prefix + "*")
+                .Where(d => WorkDirectories.CreatorPid(Path.GetFileName(d)) is { } creator && !ProcessControl.IsAlive(creator, ProcRoot))];
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             return removed;
         }
 
-        foreach (var dir in dirs)
+        if (deadCreators.Count == 0)
         {
-            var name = Path.GetFileName(dir);
-            if (known.Contains(name) || WorkDirectories.CreatorPid(name) is not { } creator || ProcessControl.IsAlive(creator, ProcRoot) ||
-                VmmsNaming(dir).Count > 0 || new FileInfo(dir).LinkTarget is not null)
+            return removed;
+        }
+
+        var known = List().Select(r => Path.GetFileName(Path.TrimEndingDirectorySeparator(r.WorkDirectory))).ToHashSet(StringComparer.Ordinal);
+        foreach (var dir in deadCreators)
+        {
+            if (known.Contains(Path.GetFileName(dir)) || VmmsNaming(dir).Count > 0 || new FileInfo(dir).LinkTarget is not null)
             {
                 continue;
             }

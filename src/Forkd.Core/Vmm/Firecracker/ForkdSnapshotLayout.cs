@@ -42,8 +42,8 @@ public static class ForkdSnapshotLayout
         var config = BackendConfigFor(snapshotDirectory, metadata);
         return metadata with
         {
-            Backend = "firecracker",
-            Accelerator = "kvm",
+            Backend = VmmNames.Of(BackendKind.Firecracker),
+            Accelerator = VmmNames.Of(Accelerator.Kvm),
             MemoryMiB = (int?)config["memoryMiB"],
             VcpuCount = ForkdVcpuCount,
             BackendConfig = config,

@@ -342,7 +342,7 @@ internal sealed class QemuVm : IVmHandle
     private async Task WaitForMigrationAsync(string what, CancellationToken cancellationToken)
     {
         var delay = 2;
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        var until = DateTime.UtcNow + MigrationTimeout;
         while (true)
         {
             var info = await Qmp.ExecuteAsync("query-migrate", null, cancellationToken).ConfigureAwait(false);
@@ -361,7 +361,7 @@ internal sealed class QemuVm : IVmHandle
             if (DateTime.UtcNow > until)
             {
                 throw new ForkdException(what == "save" ? "SnapshotSaveTimeout" : "RestoreTimeout", ForkdErrorKind.Timeout,
-                    $"QEMU {what} did not complete within 120 s (status {status ?? "none"})", WorkDirectory);
+                    $"QEMU {what} did not complete within {MigrationTimeout.TotalSeconds:0} s (status {status ?? "none"})", WorkDirectory);
             }
 
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);

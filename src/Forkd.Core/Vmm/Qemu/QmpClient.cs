@@ -134,7 +134,6 @@ public sealed class QmpClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Events received so far while waiting for replies (e.g. <c>STOP</c>, <c>RESUME</c>, <c>MIGRATION</c>).</summary>
     /// <summary>
     /// Waits for the first event (already received or still to come) that <paramref name="match"/> accepts, and
     /// removes it from <see cref="Events"/>: QEMU says when something finished, so nothing needs to poll.
@@ -181,6 +180,7 @@ public sealed class QmpClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Events received so far while waiting for replies (e.g. <c>STOP</c>, <c>RESUME</c>, <c>MIGRATION</c>).</summary>
     public IReadOnlyList<JsonObject> Events
     {
         get
