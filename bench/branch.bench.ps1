@@ -6,7 +6,8 @@
     One run, side by side, on one guest image and accelerator (named in the output):
       - for each guest size (-MemoryMiB) and each share of guest RAM dirtied after the fork (-DirtyPercent), one
         child dirties that much RAM (a Python bytearray filled with a non-zero byte) and is checkpointed Full, then
-        Diff, in the same state; the source's pause window (PauseTime), bytes written and pages captured;
+        Diff, in the same state, -Repeat times; the source's median pause window (PauseTime) per mode, every run's
+        pause, bytes written and pages captured;
       - fork time (Invoke-ForkdFork of one child until its agent replies, wall clock) of the root snapshot (chain
         depth 0), of diff chains of depth 1, 2 and 3 (first fork: verify + assemble; second fork: verify only,
         the assembled memory is cached) and of the merged (Merge-ForkdSnapshot) copy of the depth-3 chain.
@@ -21,6 +22,7 @@ param(
     [int[]] $MemoryMiB = @(256),
     [int[]] $DirtyPercent = @(1, 10, 50),
     [int] $ChainMemoryMiB = 256,
+    [ValidateRange(1, 15)] [int] $Repeat = 3,
     [string] $Note = ''
 )
 $ErrorActionPreference = 'Stop'
@@ -43,7 +45,14 @@ function Set-Dirty($Child, [int] $Mib, [int] $Percent) {
     Invoke-Eval $Child "blob = bytearray(b'\x5a') * $bytes; len(blob)" | Out-Null
 }
 
+# The run with the median pause (the middle one of an odd count, the lower middle of an even one).
+function Select-Median([object[]] $Runs) {
+    $sorted = @($Runs | Sort-Object { $_.PauseTime })
+    $sorted[[math]::Floor(($sorted.Count - 1) / 2)]
+}
+
 function Measure-Fork([string] $Tag) {
+    sync # the assembled image of the last fork is still being written back otherwise
     $clock = [Diagnostics.Stopwatch]::StartNew()
     $child = Invoke-ForkdFork -Tag $Tag
     $ms = $clock.Elapsed.TotalMilliseconds
@@ -64,29 +73,45 @@ try {
             $child = Invoke-ForkdFork -Tag $tag
             try {
                 Set-Dirty $child $mib $pct
-                $full = $child | Checkpoint-ForkdChild -Tag "$tag-f$pct" -Mode Full
-                $diff = $child | Checkpoint-ForkdChild -Tag "$tag-d$pct" -Mode Diff
+                # Full, then Diff, $Repeat times on the same child in the same state; the medians are compared (a first
+                # Full also reads the parent's image into the page cache, so single runs wander by 3x).
+                $fulls = @(); $diffs = @()
+                # Each pause on a quiet machine: `sync` first, or the kernel's writeback of the last checkpoint's files
+                # competes with the next pause for the two cores (a Diff right after a Full took 9 ms instead of 5).
+                foreach ($rep in 1..$Repeat) {
+                    sync
+                    $fulls += $child | Checkpoint-ForkdChild -Tag "$tag-f$pct-$rep" -Mode Full
+                    sync
+                    $diffs += $child | Checkpoint-ForkdChild -Tag "$tag-d$pct-$rep" -Mode Diff
+                    Remove-ForkdSnapshot -Tag "$tag-f$pct-$rep", "$tag-d$pct-$rep" -Force -Confirm:$false
+                }
+
+                $full = Select-Median $fulls
+                $diff = Select-Median $diffs
                 # Where each pause went (ms per step: stop, device state | memory side by side, their parts, cont).
                 $phases = { param($r) ($r.PausePhases.GetEnumerator() | ForEach-Object { '{0} {1}' -f $_.Key, $_.Value }) -join '; ' }
+                $ms = { param($list) @($list | ForEach-Object { [math]::Round($_.PauseTime.TotalMilliseconds, 1) }) }
                 $row = [pscustomobject]@{
                     MemoryMiB = $mib; DirtyPercent = $pct
                     DirtyMeasuredPercent = [math]::Round(100.0 * $diff.CapturedPages / $diff.TotalPages, 1)
                     FullPauseMs = [math]::Round($full.PauseTime.TotalMilliseconds, 1)
                     DiffPauseMs = [math]::Round($diff.PauseTime.TotalMilliseconds, 1)
                     DiffToFull = [math]::Round($diff.PauseTime.TotalMilliseconds / $full.PauseTime.TotalMilliseconds, 3)
+                    FullRunsMs = & $ms $fulls
+                    DiffRunsMs = & $ms $diffs
                     FullMiB = [math]::Round($full.BytesWritten / 1MB, 1)
                     DiffMiB = [math]::Round($diff.BytesWritten / 1MB, 1)
                     FullPhases = & $phases $full
                     DiffPhases = & $phases $diff
                 }
                 $pauses.Add($row)
-                Write-Host ("  {0} MiB, {1}% dirty ({2}% measured): Full pause {3} ms, Diff {4} ms, Diff/Full {5}" -f $mib, $pct, $row.DirtyMeasuredPercent, $row.FullPauseMs, $row.DiffPauseMs, $row.DiffToFull)
+                Write-Host ("  {0} MiB, {1}% dirty ({2}% measured): Full pause {3} ms ({4}), Diff {5} ms ({6}), Diff/Full {7}" -f $mib, $pct,
+                    $row.DirtyMeasuredPercent, $row.FullPauseMs, ($row.FullRunsMs -join ', '), $row.DiffPauseMs, ($row.DiffRunsMs -join ', '), $row.DiffToFull)
                 Write-Host "    Full: $($row.FullPhases)"
                 Write-Host "    Diff: $($row.DiffPhases)"
             }
             finally {
                 $child | Stop-ForkdChild -Confirm:$false
-                Remove-ForkdSnapshot -Tag "$tag-f$pct", "$tag-d$pct" -Force -Confirm:$false -ErrorAction SilentlyContinue
             }
         }
 
@@ -130,13 +155,14 @@ finally {
 }
 
 $load = (Get-Content /proc/loadavg -Raw).Trim()
-$meta = [ordered]@{ Date = (Get-Date).ToUniversalTime().ToString('u'); Recipe = $Recipe; Accelerator = $accel; Cpus = [Environment]::ProcessorCount; LoadAvg = $load; Note = $Note }
+$meta = [ordered]@{ Date = (Get-Date).ToUniversalTime().ToString('u'); Recipe = $Recipe; Accelerator = $accel; Cpus = [Environment]::ProcessorCount; Repeat = $Repeat; LoadAvg = $load; Note = $Note }
 [ordered]@{ Meta = $meta; Pauses = $pauses; Forks = $forks } | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $results 'branch.json')
 $md = @("# Branch benchmark", "", "$($meta.Date), recipe $Recipe, accelerator $accel, $($meta.Cpus) CPUs, load average at the end: $load. $Note", "",
     "## Pause window: Checkpoint-ForkdChild Full vs Diff", "",
+    "Median of $Repeat checkpoints per mode on the same child (every run in brackets, in order).", "",
     "| Guest MiB | Dirtied (asked) | Dirtied (pages captured by Diff) | Full pause ms | Diff pause ms | Diff / Full | Full MiB written | Diff MiB written |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|")
-$md += $pauses | ForEach-Object { "| $($_.MemoryMiB) | $($_.DirtyPercent) % | $($_.DirtyMeasuredPercent) % | $($_.FullPauseMs) | $($_.DiffPauseMs) | $($_.DiffToFull) | $($_.FullMiB) | $($_.DiffMiB) |" }
+$md += $pauses | ForEach-Object { "| $($_.MemoryMiB) | $($_.DirtyPercent) % | $($_.DirtyMeasuredPercent) % | $($_.FullPauseMs) ($($_.FullRunsMs -join ', ')) | $($_.DiffPauseMs) ($($_.DiffRunsMs -join ', ')) | $($_.DiffToFull) | $($_.FullMiB) | $($_.DiffMiB) |" }
 $md += @("", "### Where the pause went (ms per step, side by side with the ratio)", "",
     "| Guest MiB | Dirtied | Diff / Full | Full pause: steps | Diff pause: steps |", "|---:|---:|---:|---|---|")
 $md += $pauses | ForEach-Object { "| $($_.MemoryMiB) | $($_.DirtyPercent) % | $($_.DiffToFull) | $($_.FullPhases) | $($_.DiffPhases) |" }

@@ -24,10 +24,10 @@ public sealed partial class QemuBackend : IChildControl
 
     /// <summary>
     /// The pause covers only what must see a still guest: the device state (tens of KiB) and the guest RAM pages
-    /// (all of them for Full, written straight to memory.bin; the child's written pages for Diff, copied into a buffer
-    /// sized and pre-faulted before the stop). The two run side by side: QEMU's main thread writes the device state
-    /// while this process reads RAM (both only read a guest that is stopped). The diff file and the composed vmstate
-    /// are written after the resume. <see cref="ChildCapture.PausePhases"/> says where the pause went.
+    /// (all of them for Full, written straight to memory.bin, side by side with QEMU writing the device state; for Diff,
+    /// after the device state, the child's written pages, copied on two threads into a buffer sized and pre-faulted
+    /// before the stop). The diff file and the composed vmstate are written after the resume.
+    /// <see cref="ChildCapture.PausePhases"/> says where the pause went.
     /// </summary>
     public async Task<ChildCapture> CaptureAsync(ForkdChild child, ChildCaptureRequest request, CancellationToken cancellationToken)
     {
@@ -45,7 +45,6 @@ public sealed partial class QemuBackend : IChildControl
         var status = (await qmp.ExecuteAsync("query-status", null, cancellationToken).ConfigureAwait(false))?["status"]?.GetValue<string>();
         var wasRunning = status == "running";
         using var diffCopy = request.Kind == SnapshotKinds.Diff ? WrittenPageCopy.Prepare(child.ProcessId, mapping) : null; // before the stop
-        List<DiffRun>? written = null;
         long memoryBytes = 0;
         var phases = new List<KeyValuePair<string, double>>();
         var clock = Stopwatch.StartNew();
@@ -56,7 +55,6 @@ public sealed partial class QemuBackend : IChildControl
             lap = clock.Elapsed;
         }
 
-        TimeSpan deviceTime = default, memoryTime = default;
         try
         {
             if (wasRunning)
@@ -66,42 +64,46 @@ public sealed partial class QemuBackend : IChildControl
             }
 
             request.OnPaused?.Invoke();
-            var devices = Task.Run(async () =>
+            var saveDevices = () => qmp.ExecuteAsync("xen-save-devices-state", new JsonObject { ["filename"] = deviceState, ["live"] = false }, cancellationToken);
+            if (diffCopy is not null)
             {
-                var started = Stopwatch.GetTimestamp();
-                await qmp.ExecuteAsync("xen-save-devices-state", new JsonObject { ["filename"] = deviceState, ["live"] = false }, cancellationToken)
-                    .ConfigureAwait(false);
-                deviceTime = Stopwatch.GetElapsedTime(started);
-            }, cancellationToken);
-            var memory = Task.Run(() =>
-            {
-                var started = Stopwatch.GetTimestamp();
-                if (diffCopy is not null)
+                // One after the other: the copy's two threads fill both cores, and beside them QEMU's reply (1 ms alone) took up to 10.
+                await saveDevices().ConfigureAwait(false);
+                Lap("device state (QMP xen-save-devices-state)");
+                await Task.Run(() => diffCopy.Capture(cancellationToken), cancellationToken).ConfigureAwait(false);
+                Lap("written pages");
+                phases.Add(new("  pagemap scan (slices side by side)", Ms(diffCopy.ScanTime)));
+                phases.Add(new("  copy", Ms(diffCopy.CopyTime)));
+                var n = 0;
+                foreach (var (started, ended, pages) in diffCopy.SliceTimes)
                 {
-                    written = diffCopy.Capture(cancellationToken);
+                    phases.Add(new($"  slice {++n} ({pages} pages) from +{Math.Round(started, 2)} ms", Math.Round(ended - started, 2)));
                 }
-                else
-                {
-                    memoryBytes = GuestRam.CopyAll(child.ProcessId, mapping, memoryOut, cancellationToken);
-                }
-
-                memoryTime = Stopwatch.GetElapsedTime(started);
-            }, cancellationToken);
-            try
-            {
-                await Task.WhenAll(devices, memory).ConfigureAwait(false); // both end before the cont, even when one fails
             }
-            finally
+            else
             {
-                Lap("device state | memory (side by side)");
-                phases.Add(new("  device state (QMP xen-save-devices-state)", Ms(deviceTime)));
-                if (diffCopy is not null)
+                // Side by side: QEMU's main thread writes the device state while this process reads RAM (one thread).
+                TimeSpan deviceTime = default, memoryTime = default;
+                var devices = Task.Run(async () =>
                 {
-                    phases.Add(new("  pagemap read + scan", Ms(diffCopy.ScanTime)));
-                    phases.Add(new("  copy written pages", Ms(diffCopy.CopyTime)));
+                    var started = Stopwatch.GetTimestamp();
+                    await saveDevices().ConfigureAwait(false);
+                    deviceTime = Stopwatch.GetElapsedTime(started);
+                }, cancellationToken);
+                var memory = Task.Run(() =>
+                {
+                    var started = Stopwatch.GetTimestamp();
+                    memoryBytes = GuestRam.CopyAll(child.ProcessId, mapping, memoryOut, cancellationToken);
+                    memoryTime = Stopwatch.GetElapsedTime(started);
+                }, cancellationToken);
+                try
+                {
+                    await Task.WhenAll(devices, memory).ConfigureAwait(false); // both end before the cont, even when one fails
                 }
-                else
+                finally
                 {
+                    Lap("device state | memory (side by side)");
+                    phases.Add(new("  device state (QMP xen-save-devices-state)", Ms(deviceTime)));
                     phases.Add(new("  read all RAM, write memory.bin", Ms(memoryTime)));
                 }
             }
@@ -118,8 +120,9 @@ public sealed partial class QemuBackend : IChildControl
 
         var pause = clock.Elapsed;
         long captured;
-        if (written is not null)
+        if (diffCopy is not null)
         {
+            var written = diffCopy.Runs();
             memoryBytes = MemoryDiff.Write(Path.Combine(request.StagingDirectory, MemoryDiff.FileName), mapping.Length, written);
             captured = written.Sum(r => r.PageCount);
         }

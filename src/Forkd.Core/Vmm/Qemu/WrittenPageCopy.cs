@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Forkd.Core.Store;
 using Microsoft.Win32.SafeHandles;
@@ -9,61 +10,78 @@ namespace Forkd.Core.Vmm.Qemu;
 
 /// <summary>
 /// The Diff capture, split so the pause covers only what must see a still guest. <see cref="Prepare"/> runs while the
-/// child still runs: it reads the pagemap once to size the destination (the written pages then, plus headroom for
-/// pages written before the stop), allocates it pinned and touches every page of it, so no page fault of ours lands in
-/// the pause (a fresh buffer doubled the copy time). <see cref="Capture"/> runs paused: the written pages as ranges from
-/// the kernel's <c>PAGEMAP_SCAN</c> ioctl (Linux 6.7+: not file-backed, and present or swapped), or else one pread of the
-/// mapping's pagemap and a scan of its entries; then the runs copied with <c>process_vm_readv</c>, up to 1024 runs per
-/// call, on two threads when there is more than a little to copy (<c>/proc/&lt;pid&gt;/mem</c> when that is refused).
+/// child still runs: it scans once to size and place the work: the mapping is cut in two slices holding about half of
+/// the written pages each (one slice when there is little to copy), each with its own destination, allocated pinned and
+/// touched page by page (a fresh buffer doubled the copy time) outside the GC heap, and a helper thread waits for the
+/// second slice.
+/// <see cref="Capture"/> runs paused: both slices side by side, each finding its written pages with the kernel's
+/// <c>PAGEMAP_SCAN</c> ioctl (Linux 6.7+: not file-backed, and present or swapped; else one pread of its part of the
+/// pagemap), then copying them with <c>process_vm_readv</c>, 1024 runs a call (<c>/proc/&lt;pid&gt;/mem</c> when that is
+/// refused). The hot methods are compiled optimized on first use (a checkpoint runs them once, and tier-0 code made the
+/// scan four times slower); the <see cref="DiffRun"/> list is built by <see cref="Runs"/>, after the resume.
 /// </summary>
 internal sealed unsafe partial class WrittenPageCopy : IDisposable
 {
     private const int Page = MemoryDiff.PageSize;
     private const int ChunkBytes = 256 << 20;
     private const int MaxIovecs = 1024; // IOV_MAX
-
     private const long ParallelCopyBytes = 4 << 20;
+
     /// <summary>False where the kernel has no PAGEMAP_SCAN (found on first use); tests turn it off to check the pread scan.</summary>
     internal static bool UsePagemapScan { get; set; } = true;
 
     private readonly int _pid;
     private readonly GuestRamMapping _mapping;
-    private readonly byte[] _entries;
-    private readonly List<byte[]> _chunks = [];
-    private SafeFileHandle? _pagemap;
+    private readonly SafeFileHandle _pagemap;
+    private readonly List<Slice> _slices = [];
+    private readonly Lock _scanFallback = new();
+    private byte[]? _entries;
+    private Thread? _helper;
+    private readonly ManualResetEventSlim _go = new(), _helperDone = new();
+    private volatile bool _disposed;
+    private Exception? _helperError;
+    private CancellationToken _token;
+    private Stopwatch? _captureClock;
+
+    /// <summary>When each slice started and ended its work, in ms from the start of the capture.</summary>
+    public IEnumerable<(double Start, double End, long Pages)> SliceTimes => _slices.Select(s => (s.Started, s.Ended, s.PlacedPages));
 
     private WrittenPageCopy(int pid, GuestRamMapping mapping)
     {
         _pid = pid;
         _mapping = mapping;
-        _entries = GC.AllocateUninitializedArray<byte>(checked((int)(mapping.Pages * 8)), pinned: true);
+        _pagemap = File.OpenHandle($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/pagemap");
     }
 
-    /// <summary>Time of the pause's pagemap read and scan.</summary>
+    /// <summary>Time of the pause's pagemap scan (the longer of the two slices').</summary>
     public TimeSpan ScanTime { get; private set; }
 
-    /// <summary>Time of the pause's page copy.</summary>
+    /// <summary>Time of the pause's page copy after the scans (the slice that finished last).</summary>
     public TimeSpan CopyTime { get; private set; }
 
-    /// <summary>Sizes, allocates and pre-faults the destination while the child runs.</summary>
+    /// <summary>Sizes, places and pre-faults the destination while the child runs.</summary>
     public static WrittenPageCopy Prepare(int pid, GuestRamMapping mapping)
     {
+        CompileHotPath();
         var copy = new WrittenPageCopy(pid, mapping);
         try
         {
-            copy._pagemap = File.OpenHandle($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/pagemap");
-            var written = copy.FindWrittenRuns().Sum(r => r.Pages);
-
-            var bytes = Math.Min(mapping.Length, (written * Page * 5 / 4) + (8L << 20));
-            for (long left = bytes; left > 0; left -= ChunkBytes)
+            _ = process_vm_readv(pid, null, 0, null, 0, 0); // binds the import now (a first call cost 3 ms in the pause)
+            var whole = new Slice(copy, 0, mapping.Pages);
+            whole.FindWrittenRuns();
+            var written = whole.WrittenPages;
+            var split = mapping.Pages;
+            if (written * Page >= ParallelCopyBytes && Environment.ProcessorCount >= 2)
             {
-                var chunk = GC.AllocateUninitializedArray<byte>((int)Math.Min(left, ChunkBytes), pinned: true);
-                for (var i = 0; i < chunk.Length; i += Page)
-                {
-                    chunk[i] = 0; // fault it in now, not in the pause
-                }
+                split = whole.PageAfterHalfOfWritten();
+            }
 
-                copy._chunks.Add(chunk);
+            copy._slices.Add(new Slice(copy, 0, split).Allocate(whole.WrittenIn(0, split), whole.RunCount));
+            if (split < mapping.Pages)
+            {
+                copy._slices.Add(new Slice(copy, split, mapping.Pages).Allocate(whole.WrittenIn(split, mapping.Pages), whole.RunCount));
+                copy._helper = new Thread(copy.HelperLoop) { IsBackground = true, Name = "forkd diff copy" };
+                copy._helper.Start();
             }
 
             return copy;
@@ -75,261 +93,151 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
         }
     }
 
-    /// <summary>The pages of the mapping the child wrote, coalesced into runs, with their bytes. Call while it is paused.</summary>
-    public List<DiffRun> Capture(CancellationToken cancellationToken)
+    /// <summary>Finds and copies the written pages, the slices side by side. Call while the child is paused, once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Capture(CancellationToken cancellationToken)
     {
+        _token = cancellationToken;
         var clock = Stopwatch.StartNew();
-        var runs = FindWrittenRuns();
-        ScanTime = clock.Elapsed;
-        var result = Place(runs);
-        CopyInto(result, cancellationToken);
+        _captureClock = clock;
+        if (_helper is not null)
+        {
+            _go.Set();
+        }
+
+        try
+        {
+            _slices[0].Run(clock);
+        }
+        finally
+        {
+            if (_helper is not null)
+            {
+                _helperDone.Wait(CancellationToken.None); // the helper writes into buffers: it ends before the capture does
+            }
+        }
+
+        if (_helperError is not null)
+        {
+            ExceptionDispatchInfoThrow(_helperError);
+        }
+
+        ScanTime = _slices.Max(s => s.ScanTime);
         CopyTime = clock.Elapsed - ScanTime;
-        return result;
     }
 
-    /// <summary>Lays the runs out over the pre-faulted chunks (a run is split at a chunk's end); any overflow gets fresh arrays.</summary>
-    private List<DiffRun> Place(List<(long FirstPage, long Pages)> runs)
+    /// <summary>The captured pages as sorted runs over the pre-faulted buffers (call after <see cref="Capture"/>).</summary>
+    public List<DiffRun> Runs()
     {
-        var placed = new List<DiffRun>(runs.Count);
-        int chunk = 0, offset = 0;
-        foreach (var (first, pages) in runs)
+        var runs = new List<DiffRun>(_slices.Sum(s => s.PlacedCount));
+        foreach (var slice in _slices)
         {
-            long done = 0;
-            while (done < pages)
-            {
-                if (chunk < _chunks.Count && offset + Page > _chunks[chunk].Length)
-                {
-                    chunk++;
-                    offset = 0;
-                }
-
-                var want = pages - done;
-                if (chunk >= _chunks.Count)
-                {
-                    // Written after Prepare and beyond its headroom: allocated here (rare, and only the excess).
-                    var extra = GC.AllocateUninitializedArray<byte>(checked((int)Math.Min(want * Page, ChunkBytes)), pinned: true);
-                    _chunks.Add(extra);
-                    offset = 0;
-                }
-
-                var n = (int)Math.Min(want, (_chunks[chunk].Length - offset) / Page);
-                placed.Add(new DiffRun(first + done, new ReadOnlyMemory<byte>(_chunks[chunk], offset, n * Page)));
-                offset += n * Page;
-                done += n;
-            }
-        }
-
-        return placed;
-    }
-
-    /// <summary>The written pages as sorted, coalesced runs (page index in the mapping, page count).</summary>
-    private List<(long FirstPage, long Pages)> FindWrittenRuns()
-    {
-        if (UsePagemapScan && TryPagemapScan() is { } scanned)
-        {
-            return scanned;
-        }
-
-        GuestRam.ReadFully(_pagemap!, _entries, _mapping.Start / Page * 8);
-        var runs = new List<(long FirstPage, long Pages)>();
-        long runStart = -1;
-        for (long page = 0; page <= _mapping.Pages; page++)
-        {
-            var written = page < _mapping.Pages && IsWrittenAt(page);
-            if (written && runStart < 0)
-            {
-                runStart = page;
-            }
-            else if (!written && runStart >= 0)
-            {
-                runs.Add((runStart, page - runStart));
-                runStart = -1;
-            }
+            slice.AddRunsTo(runs);
         }
 
         return runs;
     }
 
-    /// <summary>PAGEMAP_SCAN over the mapping; null where the kernel has no such ioctl (then the pread scan is used from now on).</summary>
-    private List<(long FirstPage, long Pages)>? TryPagemapScan()
+    private static int _compiled;
+
+    /// <summary>JIT-compiles the pause's methods now: compiled on first call they would cost milliseconds inside the pause.</summary>
+    private static void CompileHotPath()
     {
-        const ulong isFile = 1 << 2, isPresent = 1 << 3, isSwapped = 1 << 4;
-        var regions = new PageRegion[4096];
-        var runs = new List<(long FirstPage, long Pages)>();
-        var end = (ulong)(_mapping.Start + _mapping.Length);
-        fixed (PageRegion* vec = regions)
+        if (Interlocked.Exchange(ref _compiled, 1) == 1)
         {
-            var arg = new PmScanArg
+            return;
+        }
+
+        const System.Reflection.BindingFlags Any = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Static
+            | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.DeclaredOnly;
+        foreach (var type in new[] { typeof(WrittenPageCopy), typeof(Slice) })
+        {
+            foreach (var method in type.GetMethods(Any))
             {
-                Size = (ulong)sizeof(PmScanArg),
-                Start = (ulong)_mapping.Start,
-                End = end,
-                Vec = (ulong)vec,
-                VecLength = (ulong)regions.Length,
-                CategoryInverted = isFile, // written = not a file page ...
-                CategoryMask = isFile,
-                CategoryAnyOfMask = isPresent | isSwapped, // ... and present or swapped out
-                ReturnMask = isPresent | isSwapped,
-            };
-            while (true)
-            {
-                var count = ioctl((int)_pagemap!.DangerousGetHandle(), PagemapScan, &arg);
-                if (count < 0)
+                if (!method.IsAbstract && !method.ContainsGenericParameters)
                 {
-                    UsePagemapScan = false;
-                    return null;
+                    RuntimeHelpers.PrepareMethod(method.MethodHandle);
                 }
-
-                for (var i = 0; i < count; i++)
-                {
-                    runs.Add((((long)regions[i].Start - _mapping.Start) / Page, (long)(regions[i].End - regions[i].Start) / Page));
-                }
-
-                if (arg.WalkEnd >= end)
-                {
-                    return Coalesce(runs);
-                }
-
-                arg.Start = arg.WalkEnd;
             }
         }
     }
 
-    /// <summary>
-    /// The regions a scan reported as sorted, disjoint runs: adjacent ones joined (a present page beside a swapped
-    /// one), overlapping ones merged. A scan resumed at <c>walk_end</c> after a full vector can report again pages at
-    /// the end of the last region it returned, and a diff with overlapping runs is damaged for every reader.
-    /// </summary>
-    internal static List<(long FirstPage, long Pages)> Coalesce(List<(long FirstPage, long Pages)> regions)
+    private void HelperLoop()
     {
-        regions.Sort((x, y) => x.FirstPage.CompareTo(y.FirstPage));
-        var runs = new List<(long FirstPage, long Pages)>(regions.Count);
-        foreach (var (first, pages) in regions)
+        _go.Wait();
+        if (_disposed)
         {
-            if (pages <= 0)
+            return;
+        }
+
+        try
+        {
+            _slices[1].Run(_captureClock!);
+        }
+        catch (Exception e)
+        {
+            _helperError = e;
+        }
+        finally
+        {
+            _helperDone.Set();
+        }
+    }
+
+    private static void ExceptionDispatchInfoThrow(Exception e) => System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
+
+    /// <summary>
+    /// Sorted (first page, page count) pairs made disjoint in place: adjacent ones joined (a present page beside a
+    /// swapped one), overlapping ones merged (a scan resumed at <c>walk_end</c> after a full vector can report again
+    /// the end of the last region; a diff with overlapping runs is damaged for every reader). Returns the new count.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static int Coalesce(long[] first, long[] pages, int count)
+    {
+        for (var i = 1; i < count; i++)
+        {
+            if (first[i] < first[i - 1])
+            {
+                Array.Sort(first, pages, 0, count); // not what the kernel reports: only a defence
+                break;
+            }
+        }
+
+        var n = 0;
+        for (var i = 0; i < count; i++)
+        {
+            if (pages[i] <= 0)
             {
                 continue;
             }
 
-            if (runs.Count > 0 && first <= runs[^1].FirstPage + runs[^1].Pages)
+            if (n > 0 && first[i] <= first[n - 1] + pages[n - 1])
             {
-                var stop = Math.Max(runs[^1].FirstPage + runs[^1].Pages, first + pages);
-                runs[^1] = (runs[^1].FirstPage, stop - runs[^1].FirstPage);
+                pages[n - 1] = Math.Max(first[n - 1] + pages[n - 1], first[i] + pages[i]) - first[n - 1];
             }
             else
             {
-                runs.Add((first, pages));
+                first[n] = first[i];
+                pages[n] = pages[i];
+                n++;
             }
         }
 
-        return runs;
+        return n;
     }
 
-    private void CopyInto(List<DiffRun> runs, CancellationToken cancellationToken)
+    public void Dispose()
     {
-        long total = 0;
-        foreach (var run in runs)
+        _disposed = true;
+        _go.Set();
+        _helper?.Join();
+        foreach (var slice in _slices)
         {
-            total += run.Data.Length;
+            slice.FreeBuffers(); // the runs of Runs() point here: used up before the dispose
         }
 
-        if (total < ParallelCopyBytes || Environment.ProcessorCount < 2 || runs.Count < 2)
-        {
-            CopyBatches(runs, cancellationToken);
-            return;
-        }
-
-        // Two halves by bytes, copied side by side (the copy is bound by memory bandwidth, and one core leaves it idle).
-        long half = 0;
-        var split = 0;
-        while (split < runs.Count - 1 && half < total / 2)
-        {
-            half += runs[split++].Data.Length;
-        }
-
-        Parallel.Invoke(new ParallelOptions { CancellationToken = cancellationToken },
-            () => CopyBatches(runs.GetRange(0, split), cancellationToken),
-            () => CopyBatches(runs.GetRange(split, runs.Count - split), cancellationToken));
+        _pagemap.Dispose();
+        _go.Dispose();
+        _helperDone.Dispose();
     }
-
-    private void CopyBatches(List<DiffRun> runs, CancellationToken cancellationToken)
-    {
-        var local = stackalloc IoVec[MaxIovecs];
-        var remote = stackalloc IoVec[MaxIovecs];
-        for (var start = 0; start < runs.Count; start += MaxIovecs)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var count = Math.Min(MaxIovecs, runs.Count - start);
-            long total = 0;
-            for (var i = 0; i < count; i++)
-            {
-                var run = runs[start + i];
-                MemoryMarshal.TryGetArray(run.Data, out var segment);
-                local[i] = new IoVec((byte*)Marshal.UnsafeAddrOfPinnedArrayElement(segment.Array!, segment.Offset), (nuint)segment.Count);
-                remote[i] = new IoVec((byte*)(_mapping.Start + (run.FirstPage * Page)), (nuint)segment.Count);
-                total += segment.Count;
-            }
-
-            var read = process_vm_readv(_pid, local, (nuint)count, remote, (nuint)count, 0);
-            if (read != total)
-            {
-                CopyWithProcMem(runs.GetRange(start, count)); // refused (EPERM under some ptrace policies) or partial: the slow path
-            }
-        }
-    }
-
-    private void CopyWithProcMem(List<DiffRun> runs)
-    {
-        using var mem = File.OpenHandle($"/proc/{_pid.ToString(CultureInfo.InvariantCulture)}/mem");
-        foreach (var run in runs)
-        {
-            MemoryMarshal.TryGetArray(run.Data, out var segment);
-            GuestRam.ReadFully(mem, segment.AsSpan(), _mapping.Start + (run.FirstPage * Page));
-        }
-    }
-
-    private bool IsWrittenAt(long page) => GuestRam.IsWritten(BinaryPrimitives.ReadUInt64LittleEndian(_entries.AsSpan((int)(page * 8), 8)));
-
-    public void Dispose() => _pagemap?.Dispose();
-
-    [StructLayout(LayoutKind.Sequential)]
-    private readonly struct IoVec(byte* address, nuint length)
-    {
-        public readonly byte* Address = address;
-        public readonly nuint Length = length;
-    }
-
-    /// <summary>_IOWR('f', 16, struct pm_scan_arg): linux/fs.h.</summary>
-    private const ulong PagemapScan = 0xC0606610;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PageRegion
-    {
-        public ulong Start;
-        public ulong End;
-        public ulong Categories;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PmScanArg
-    {
-        public ulong Size;
-        public ulong Flags;
-        public ulong Start;
-        public ulong End;
-        public ulong WalkEnd;
-        public ulong Vec;
-        public ulong VecLength;
-        public ulong MaxPages;
-        public ulong CategoryInverted;
-        public ulong CategoryMask;
-        public ulong CategoryAnyOfMask;
-        public ulong ReturnMask;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int ioctl(int fd, ulong request, PmScanArg* arg);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint process_vm_readv(int pid, IoVec* localIov, nuint localCount, IoVec* remoteIov, nuint remoteCount, nuint flags);
 }

@@ -54,7 +54,9 @@ public sealed class WrittenPageCopyTests : IDisposable
             var mapping = GuestRam.Find(python.Id, image);
             Assert.Equal((long)Pages * Page, mapping.Length);
             using var copy = WrittenPageCopy.Prepare(python.Id, mapping);
-            var runs = copy.Capture(CancellationToken.None);
+            copy.Capture(CancellationToken.None);
+            var runs = copy.Runs();
+            Assert.Equal(Environment.ProcessorCount >= 2 ? 2 : 1, copy.SliceTimes.Count()); // 6 MiB written: two slices, split inside the long run
             Assert.Equal(pagemapScan, WrittenPageCopy.UsePagemapScan); // the kernel here (6.7+) has PAGEMAP_SCAN: no silent fallback
 
             var pages = runs.SelectMany(r => Enumerable.Range(0, (int)r.PageCount).Select(i => r.FirstPage + i)).ToList();
@@ -107,7 +109,8 @@ public sealed class WrittenPageCopyTests : IDisposable
             using var copy = WrittenPageCopy.Prepare(python.Id, mapping);
             python.StandardInput.WriteLine();
             Assert.Equal("more", python.StandardOutput.ReadLine());
-            var runs = copy.Capture(CancellationToken.None);
+            copy.Capture(CancellationToken.None);
+            var runs = copy.Runs();
             var pages = runs.SelectMany(r => Enumerable.Range(0, (int)r.PageCount).Select(i => r.FirstPage + i)).ToList();
             Assert.Equal(Enumerable.Range(0, 10).Concat(Enumerable.Range(1000, 3000)).Select(p => (long)p), pages);
             foreach (var run in runs)
@@ -129,8 +132,10 @@ public sealed class WrittenPageCopyTests : IDisposable
     public void Scanned_regions_become_sorted_disjoint_runs_whatever_order_or_overlap_the_scan_reported()
     {
         // Adjacent (a present page beside a swapped one), repeated after a resumed walk, overlapping, out of order, empty.
-        var runs = WrittenPageCopy.Coalesce([(10, 2), (12, 3), (14, 1), (20, 5), (22, 10), (3, 1), (40, 0), (2, 1)]);
+        long[] first = [10, 12, 14, 20, 22, 3, 40, 2], pages = [2, 3, 1, 5, 10, 1, 0, 1];
 
-        Assert.Equal([(2L, 2L), (10L, 5L), (20L, 12L)], runs);
+        var count = WrittenPageCopy.Coalesce(first, pages, first.Length);
+
+        Assert.Equal([(2L, 2L), (10L, 5L), (20L, 12L)], Enumerable.Range(0, count).Select(i => (first[i], pages[i])));
     }
 }
