@@ -5,9 +5,9 @@
 .DESCRIPTION
     One run, side by side, on one guest image and accelerator (named in the output):
       - for each guest size (-MemoryMiB) and each share of guest RAM dirtied after the fork (-DirtyPercent), one
-        child dirties that much RAM (a Python bytearray filled with a non-zero byte) and is checkpointed Full, then
-        Diff, in the same state, -Repeat times; the source's median pause window (PauseTime) per mode, every run's
-        pause, bytes written and pages captured;
+        child dirties that much RAM (a Python bytearray filled with a non-zero byte) and is checkpointed, Full and
+        Diff taking turns, -Repeat times each, every checkpoint of a child of its own in the same state; the source's
+        median pause window (PauseTime) per mode, every run's pause, bytes written and pages captured;
       - fork time (Invoke-ForkdFork of one child until its agent replies, wall clock) of the root snapshot (chain
         depth 0), of diff chains of depth 1, 2 and 3 (first fork: verify + assemble; second fork: verify only,
         the assembled memory is cached) and of the merged (Merge-ForkdSnapshot) copy of the depth-3 chain.
@@ -70,49 +70,51 @@ try {
         $snap = New-ForkdSnapshot -Tag $tag -Recipe $Recipe -MemoryMiB $mib
         $accel = "$($snap.Accelerator)".ToLowerInvariant() # the JSON keeps "tcg", not the enum's number
         foreach ($pct in $DirtyPercent) {
-            $child = Invoke-ForkdFork -Tag $tag
-            try {
-                Set-Dirty $child $mib $pct
-                # Full, then Diff, $Repeat times on the same child in the same state; the medians are compared (a first
-                # Full also reads the parent's image into the page cache, so single runs wander by 3x).
-                $fulls = @(); $diffs = @()
-                # Each pause on a quiet machine: `sync` first, or the kernel's writeback of the last checkpoint's files
-                # competes with the next pause for the two cores (a Diff right after a Full took 9 ms instead of 5).
-                foreach ($rep in 1..$Repeat) {
-                    sync
-                    $fulls += $child | Checkpoint-ForkdChild -Tag "$tag-f$pct-$rep" -Mode Full
-                    sync
-                    $diffs += $child | Checkpoint-ForkdChild -Tag "$tag-d$pct-$rep" -Mode Diff
-                    Remove-ForkdSnapshot -Tag "$tag-f$pct-$rep", "$tag-d$pct-$rep" -Force -Confirm:$false
+            # Each checkpoint on its own child, freshly forked and dirtied the same way, Full and Diff taking turns,
+            # $Repeat times; the medians are compared. A child is not reused: Full reads all of RAM through
+            # /proc/<pid>/mem, which maps every page into the VMM's page tables and makes a later Diff's scan of them
+            # slower than any Diff of a child that never had a Full. `sync` before each pause, or the kernel's writeback
+            # of the last checkpoint's files competes with it for the two cores.
+            $fulls = @(); $diffs = @()
+            foreach ($rep in 1..$Repeat) {
+                foreach ($mode in 'Full', 'Diff') {
+                    $child = Invoke-ForkdFork -Tag $tag
+                    try {
+                        Set-Dirty $child $mib $pct
+                        sync
+                        $result = $child | Checkpoint-ForkdChild -Tag "$tag-$mode-$pct-$rep" -Mode $mode
+                        if ($mode -eq 'Full') { $fulls += $result } else { $diffs += $result }
+                    }
+                    finally {
+                        $child | Stop-ForkdChild -Confirm:$false
+                        Remove-ForkdSnapshot -Tag "$tag-$mode-$pct-$rep" -Force -Confirm:$false -ErrorAction SilentlyContinue
+                    }
                 }
+            }
 
-                $full = Select-Median $fulls
-                $diff = Select-Median $diffs
-                # Where each pause went (ms per step: stop, device state | memory side by side, their parts, cont).
-                $phases = { param($r) ($r.PausePhases.GetEnumerator() | ForEach-Object { '{0} {1}' -f $_.Key, $_.Value }) -join '; ' }
-                $ms = { param($list) @($list | ForEach-Object { [math]::Round($_.PauseTime.TotalMilliseconds, 1) }) }
-                $row = [pscustomobject]@{
-                    MemoryMiB = $mib; DirtyPercent = $pct
-                    DirtyMeasuredPercent = [math]::Round(100.0 * $diff.CapturedPages / $diff.TotalPages, 1)
-                    FullPauseMs = [math]::Round($full.PauseTime.TotalMilliseconds, 1)
-                    DiffPauseMs = [math]::Round($diff.PauseTime.TotalMilliseconds, 1)
-                    DiffToFull = [math]::Round($diff.PauseTime.TotalMilliseconds / $full.PauseTime.TotalMilliseconds, 3)
-                    FullRunsMs = & $ms $fulls
-                    DiffRunsMs = & $ms $diffs
-                    FullMiB = [math]::Round($full.BytesWritten / 1MB, 1)
-                    DiffMiB = [math]::Round($diff.BytesWritten / 1MB, 1)
-                    FullPhases = & $phases $full
-                    DiffPhases = & $phases $diff
-                }
-                $pauses.Add($row)
-                Write-Host ("  {0} MiB, {1}% dirty ({2}% measured): Full pause {3} ms ({4}), Diff {5} ms ({6}), Diff/Full {7}" -f $mib, $pct,
-                    $row.DirtyMeasuredPercent, $row.FullPauseMs, ($row.FullRunsMs -join ', '), $row.DiffPauseMs, ($row.DiffRunsMs -join ', '), $row.DiffToFull)
-                Write-Host "    Full: $($row.FullPhases)"
-                Write-Host "    Diff: $($row.DiffPhases)"
+            $full = Select-Median $fulls
+            $diff = Select-Median $diffs
+            # Where each pause went (ms per step and its parts, stop to cont).
+            $phases = { param($r) ($r.PausePhases.GetEnumerator() | ForEach-Object { '{0} {1}' -f $_.Key, $_.Value }) -join '; ' }
+            $ms = { param($list) @($list | ForEach-Object { [math]::Round($_.PauseTime.TotalMilliseconds, 1) }) }
+            $row = [pscustomobject]@{
+                MemoryMiB = $mib; DirtyPercent = $pct
+                DirtyMeasuredPercent = [math]::Round(100.0 * $diff.CapturedPages / $diff.TotalPages, 1)
+                FullPauseMs = [math]::Round($full.PauseTime.TotalMilliseconds, 1)
+                DiffPauseMs = [math]::Round($diff.PauseTime.TotalMilliseconds, 1)
+                DiffToFull = [math]::Round($diff.PauseTime.TotalMilliseconds / $full.PauseTime.TotalMilliseconds, 3)
+                FullRunsMs = & $ms $fulls
+                DiffRunsMs = & $ms $diffs
+                FullMiB = [math]::Round($full.BytesWritten / 1MB, 1)
+                DiffMiB = [math]::Round($diff.BytesWritten / 1MB, 1)
+                FullPhases = & $phases $full
+                DiffPhases = & $phases $diff
             }
-            finally {
-                $child | Stop-ForkdChild -Confirm:$false
-            }
+            $pauses.Add($row)
+            Write-Host ("  {0} MiB, {1}% dirty ({2}% measured): Full pause {3} ms ({4}), Diff {5} ms ({6}), Diff/Full {7}" -f $mib, $pct,
+                $row.DirtyMeasuredPercent, $row.FullPauseMs, ($row.FullRunsMs -join ', '), $row.DiffPauseMs, ($row.DiffRunsMs -join ', '), $row.DiffToFull)
+            Write-Host "    Full: $($row.FullPhases)"
+            Write-Host "    Diff: $($row.DiffPhases)"
         }
 
         if ($mib -ne $ChainMemoryMiB) {
@@ -159,7 +161,7 @@ $meta = [ordered]@{ Date = (Get-Date).ToUniversalTime().ToString('u'); Recipe = 
 [ordered]@{ Meta = $meta; Pauses = $pauses; Forks = $forks } | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $results 'branch.json')
 $md = @("# Branch benchmark", "", "$($meta.Date), recipe $Recipe, accelerator $accel, $($meta.Cpus) CPUs, load average at the end: $load. $Note", "",
     "## Pause window: Checkpoint-ForkdChild Full vs Diff", "",
-    "Median of $Repeat checkpoints per mode on the same child (every run in brackets, in order).", "",
+    "Median of $Repeat checkpoints per mode, each of its own child forked and dirtied the same way (every run in brackets, in order).", "",
     "| Guest MiB | Dirtied (asked) | Dirtied (pages captured by Diff) | Full pause ms | Diff pause ms | Diff / Full | Full MiB written | Diff MiB written |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|")
 $md += $pauses | ForEach-Object { "| $($_.MemoryMiB) | $($_.DirtyPercent) % | $($_.DirtyMeasuredPercent) % | $($_.FullPauseMs) ($($_.FullRunsMs -join ', ')) | $($_.DiffPauseMs) ($($_.DiffRunsMs -join ', ')) | $($_.DiffToFull) | $($_.FullMiB) | $($_.DiffMiB) |" }

@@ -50,27 +50,52 @@ internal sealed unsafe partial class WrittenPageCopy
             return sum;
         }
 
-        /// <summary>The page where the written pages seen so far are split in halves.</summary>
-        public long PageAfterHalfOfWritten()
+        /// <summary>Runs (already scanned) that start inside [from, to) or reach into it.</summary>
+        public int RunsIn(long from, long to)
         {
-            long half = WrittenPages / 2, seen = 0;
+            var count = 0;
             for (var i = 0; i < RunCount; i++)
             {
-                if (seen + _runPages[i] >= half)
+                if (_runFirst[i] < to && _runFirst[i] + _runPages[i] > from)
                 {
-                    return Math.Max(1, _runFirst[i] + (half - seen));
+                    count++;
+                }
+            }
+
+            return count;
+        }
+
+        /// <summary>Page boundaries cutting the slice into <paramref name="parts"/> pieces holding about as many written pages each.</summary>
+        public List<long> SplitPoints(int parts)
+        {
+            var bounds = new List<long> { firstPage };
+            var total = WrittenPages;
+            long seen = 0;
+            var next = 1;
+            for (var i = 0; i < RunCount && next < parts; i++)
+            {
+                while (next < parts && seen + _runPages[i] >= total * next / parts)
+                {
+                    var cut = _runFirst[i] + ((total * next / parts) - seen);
+                    if (cut > bounds[^1] && cut < endPage)
+                    {
+                        bounds.Add(cut);
+                    }
+
+                    next++;
                 }
 
                 seen += _runPages[i];
             }
 
-            return endPage;
+            bounds.Add(endPage);
+            return bounds;
         }
 
-        /// <summary>The destination (written pages then, a quarter more and 4 MiB for pages written before the stop), pre-faulted.</summary>
-        public Slice Allocate(long writtenPages, int runsSeen)
+        /// <summary>The destination (written pages then, a quarter more and some headroom for pages written before the stop), pre-faulted.</summary>
+        public Slice Allocate(long writtenPages, int runsSeen, long headroomBytes)
         {
-            var bytes = Math.Min((endPage - firstPage) * Page, (writtenPages * Page * 5 / 4) + (4L << 20));
+            var bytes = Math.Min((endPage - firstPage) * Page, (writtenPages * Page * 5 / 4) + headroomBytes);
             for (long left = bytes; left > 0; left -= ChunkBytes)
             {
                 _chunks.Add(new NativePages((int)Math.Min(left, ChunkBytes)));
@@ -86,22 +111,16 @@ internal sealed unsafe partial class WrittenPageCopy
             return this;
         }
 
-        public double Started { get; private set; }
-
-        public double Ended { get; private set; }
-
         public long PlacedPages { get; private set; }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(Stopwatch capture)
+        public void Run()
         {
-            Started = capture.Elapsed.TotalMilliseconds;
             var clock = Stopwatch.StartNew();
             FindWrittenRuns();
             ScanTime = clock.Elapsed;
             Place();
             Copy();
-            Ended = capture.Elapsed.TotalMilliseconds;
             long pages = 0;
             for (var i = 0; i < PlacedCount; i++)
             {

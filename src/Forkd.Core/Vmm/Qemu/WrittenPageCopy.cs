@@ -10,15 +10,15 @@ namespace Forkd.Core.Vmm.Qemu;
 
 /// <summary>
 /// The Diff capture, split so the pause covers only what must see a still guest. <see cref="Prepare"/> runs while the
-/// child still runs: it scans once to size and place the work: the mapping is cut in two slices holding about half of
-/// the written pages each (one slice when there is little to copy), each with its own destination, allocated pinned and
-/// touched page by page (a fresh buffer doubled the copy time) outside the GC heap, and a helper thread waits for the
-/// second slice.
-/// <see cref="Capture"/> runs paused: both slices side by side, each finding its written pages with the kernel's
-/// <c>PAGEMAP_SCAN</c> ioctl (Linux 6.7+: not file-backed, and present or swapped; else one pread of its part of the
-/// pagemap), then copying them with <c>process_vm_readv</c>, 1024 runs a call (<c>/proc/&lt;pid&gt;/mem</c> when that is
-/// refused). The hot methods are compiled optimized on first use (a checkpoint runs them once, and tier-0 code made the
-/// scan four times slower); the <see cref="DiffRun"/> list is built by <see cref="Runs"/>, after the resume.
+/// child still runs: it scans once to size and place the work: the mapping is cut into pieces holding about 2 MiB of
+/// written pages each (2 to 8 of them; one when there is little to copy), each with its own destination, allocated
+/// outside the GC heap and touched page by page (a fresh buffer doubled the copy time), and a helper thread waits.
+/// <see cref="Capture"/> runs paused: this thread and the helper take pieces until none is left (so a helper that
+/// wakes late costs nothing), each finding its written pages with the kernel's <c>PAGEMAP_SCAN</c> ioctl (Linux 6.7+:
+/// not file-backed, and present or swapped; else one pread of its part of the pagemap), then copying them with
+/// <c>process_vm_readv</c>, 1024 runs a call (<c>/proc/&lt;pid&gt;/mem</c> when that is refused). The hot methods are
+/// compiled optimized before the stop (a checkpoint runs them once, and tier-0 code made the scan four times slower);
+/// the <see cref="DiffRun"/> list is built by <see cref="Runs"/>, after the resume.
 /// </summary>
 internal sealed unsafe partial class WrittenPageCopy : IDisposable
 {
@@ -26,6 +26,9 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
     private const int ChunkBytes = 256 << 20;
     private const int MaxIovecs = 1024; // IOV_MAX
     private const long ParallelCopyBytes = 4 << 20;
+    private const long PieceBytes = 2 << 20; // pieces of about this much written memory, 2 to MaxPieces of them
+    private const int MaxPieces = 8;
+    private const long HeadroomBytes = 4 << 20; // for pages written between Prepare and the stop, shared by the pieces
 
     /// <summary>False where the kernel has no PAGEMAP_SCAN (found on first use); tests turn it off to check the pread scan.</summary>
     internal static bool UsePagemapScan { get; set; } = true;
@@ -42,9 +45,12 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
     private Exception? _helperError;
     private CancellationToken _token;
     private Stopwatch? _captureClock;
+    private int _nextSlice;
+    private readonly Worker[] _workers = [new(), new()];
 
-    /// <summary>When each slice started and ended its work, in ms from the start of the capture.</summary>
-    public IEnumerable<(double Start, double End, long Pages)> SliceTimes => _slices.Select(s => (s.Started, s.Ended, s.PlacedPages));
+    /// <summary>What each thread did in the capture (the helper, then the caller's): pieces, pages, and when it started and ended (ms from <see cref="Begin"/>).</summary>
+    public IEnumerable<(string Thread, int Pieces, long Pages, double Start, double End)> WorkerTimes =>
+        _workers.Select((w, i) => (i == 0 ? "caller" : "helper", w.Pieces, w.Pages, w.Started, w.Ended)).Where(w => w.Pieces > 0).Reverse();
 
     private WrittenPageCopy(int pid, GuestRamMapping mapping)
     {
@@ -53,11 +59,8 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
         _pagemap = File.OpenHandle($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/pagemap");
     }
 
-    /// <summary>Time of the pause's pagemap scan (the longer of the two slices').</summary>
+    /// <summary>Time of the pause's pagemap scans (the thread that scanned longer).</summary>
     public TimeSpan ScanTime { get; private set; }
-
-    /// <summary>Time of the pause's page copy after the scans (the slice that finished last).</summary>
-    public TimeSpan CopyTime { get; private set; }
 
     /// <summary>Sizes, places and pre-faults the destination while the child runs.</summary>
     public static WrittenPageCopy Prepare(int pid, GuestRamMapping mapping)
@@ -69,17 +72,17 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
             _ = process_vm_readv(pid, null, 0, null, 0, 0); // binds the import now (a first call cost 3 ms in the pause)
             var whole = new Slice(copy, 0, mapping.Pages);
             whole.FindWrittenRuns();
-            var written = whole.WrittenPages;
-            var split = mapping.Pages;
-            if (written * Page >= ParallelCopyBytes && Environment.ProcessorCount >= 2)
+            var bytes = whole.WrittenPages * Page;
+            var parts = bytes >= ParallelCopyBytes && Environment.ProcessorCount >= 2 ? (int)Math.Clamp(bytes / PieceBytes, 2, MaxPieces) : 1;
+            var bounds = whole.SplitPoints(parts);
+            for (var k = 0; k + 1 < bounds.Count; k++)
             {
-                split = whole.PageAfterHalfOfWritten();
+                var (from, to) = (bounds[k], bounds[k + 1]);
+                copy._slices.Add(new Slice(copy, from, to).Allocate(whole.WrittenIn(from, to), whole.RunsIn(from, to), HeadroomBytes / (bounds.Count - 1)));
             }
 
-            copy._slices.Add(new Slice(copy, 0, split).Allocate(whole.WrittenIn(0, split), whole.RunCount));
-            if (split < mapping.Pages)
+            if (copy._slices.Count > 1)
             {
-                copy._slices.Add(new Slice(copy, split, mapping.Pages).Allocate(whole.WrittenIn(split, mapping.Pages), whole.RunCount));
                 copy._helper = new Thread(copy.HelperLoop) { IsBackground = true, Name = "forkd diff copy" };
                 copy._helper.Start();
             }
@@ -93,21 +96,29 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
         }
     }
 
-    /// <summary>Finds and copies the written pages, the slices side by side. Call while the child is paused, once.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Capture(CancellationToken cancellationToken)
+    /// <summary>
+    /// Sets the helper thread going on the pieces. Call once the child is paused, before asking QEMU for the device
+    /// state: the helper copies on the second core while QEMU's main thread writes it (a helper woken only after
+    /// that reply sometimes waited a whole 3 ms scheduler slice for a core).
+    /// </summary>
+    public void Begin(CancellationToken cancellationToken)
     {
         _token = cancellationToken;
-        var clock = Stopwatch.StartNew();
-        _captureClock = clock;
+        _captureClock = Stopwatch.StartNew();
         if (_helper is not null)
         {
             _go.Set();
         }
+    }
 
+    /// <summary>Copies the pieces the helper has not taken, on this thread, and waits for the helper. Call after <see cref="Begin"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Capture()
+    {
+        var clock = _captureClock ?? throw new InvalidOperationException("Begin first");
         try
         {
-            _slices[0].Run(clock);
+            Work(_workers[0], clock);
         }
         finally
         {
@@ -122,8 +133,25 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
             ExceptionDispatchInfoThrow(_helperError);
         }
 
-        ScanTime = _slices.Max(s => s.ScanTime);
-        CopyTime = clock.Elapsed - ScanTime;
+        ScanTime = _workers.Max(w => w.Scan);
+    }
+
+    /// <summary>Takes pieces until none is left: a thread that starts late or runs slow simply takes fewer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Work(Worker worker, Stopwatch clock)
+    {
+        worker.Started = clock.Elapsed.TotalMilliseconds;
+        int next;
+        while ((next = Interlocked.Increment(ref _nextSlice) - 1) < _slices.Count)
+        {
+            var slice = _slices[next];
+            slice.Run();
+            worker.Pieces++;
+            worker.Pages += slice.PlacedPages;
+            worker.Scan += slice.ScanTime;
+        }
+
+        worker.Ended = clock.Elapsed.TotalMilliseconds;
     }
 
     /// <summary>The captured pages as sorted runs over the pre-faulted buffers (call after <see cref="Capture"/>).</summary>
@@ -172,7 +200,7 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
 
         try
         {
-            _slices[1].Run(_captureClock!);
+            Work(_workers[1], _captureClock!);
         }
         catch (Exception e)
         {
@@ -224,6 +252,19 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
         }
 
         return n;
+    }
+
+    private sealed class Worker
+    {
+        public double Started { get; set; }
+
+        public double Ended { get; set; }
+
+        public int Pieces { get; set; }
+
+        public long Pages { get; set; }
+
+        public TimeSpan Scan { get; set; }
     }
 
     public void Dispose()

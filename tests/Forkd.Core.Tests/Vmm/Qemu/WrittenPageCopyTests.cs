@@ -19,8 +19,8 @@ public sealed class WrittenPageCopyTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    /// <summary>Pages written: a run of 1500 (over the parallel-copy threshold), single scattered ones and the last page.</summary>
-    private static readonly long[] Written = [.. Enumerable.Range(100, 1500).Select(i => (long)i), 7, 2000, 2002, 3001, Pages - 1];
+    /// <summary>Pages written: a run of 2000 (7.8 MiB: three pieces), single scattered ones and the last page.</summary>
+    private static readonly long[] Written = [.. Enumerable.Range(100, 2000).Select(i => (long)i), 7, 2500, 2502, 3001, Pages - 1];
 
     private static byte Fill(long page) => (byte)((page % 250) + 1);
 
@@ -54,9 +54,11 @@ public sealed class WrittenPageCopyTests : IDisposable
             var mapping = GuestRam.Find(python.Id, image);
             Assert.Equal((long)Pages * Page, mapping.Length);
             using var copy = WrittenPageCopy.Prepare(python.Id, mapping);
-            copy.Capture(CancellationToken.None);
+            copy.Begin(CancellationToken.None);
+            copy.Capture();
             var runs = copy.Runs();
-            Assert.Equal(Environment.ProcessorCount >= 2 ? 2 : 1, copy.SliceTimes.Count()); // 6 MiB written: two slices, split inside the long run
+            // 7.8 MiB written: three pieces (cut inside the long run), taken by the two threads.
+            Assert.Equal(Environment.ProcessorCount >= 2 ? 3 : 1, copy.WorkerTimes.Sum(w => w.Pieces));
             Assert.Equal(pagemapScan, WrittenPageCopy.UsePagemapScan); // the kernel here (6.7+) has PAGEMAP_SCAN: no silent fallback
 
             var pages = runs.SelectMany(r => Enumerable.Range(0, (int)r.PageCount).Select(i => r.FirstPage + i)).ToList();
@@ -109,7 +111,8 @@ public sealed class WrittenPageCopyTests : IDisposable
             using var copy = WrittenPageCopy.Prepare(python.Id, mapping);
             python.StandardInput.WriteLine();
             Assert.Equal("more", python.StandardOutput.ReadLine());
-            copy.Capture(CancellationToken.None);
+            copy.Begin(CancellationToken.None);
+            copy.Capture();
             var runs = copy.Runs();
             var pages = runs.SelectMany(r => Enumerable.Range(0, (int)r.PageCount).Select(i => r.FirstPage + i)).ToList();
             Assert.Equal(Enumerable.Range(0, 10).Concat(Enumerable.Range(1000, 3000)).Select(p => (long)p), pages);
