@@ -14,7 +14,7 @@ AfterAll {
 Describe 'Remove-ForkdStaleWorkDir' -Tag Store {
     BeforeEach {
         Get-ChildItem $env:TMPDIR -Force | Remove-Item -Recurse -Force
-        $script:dead = New-Item -ItemType Directory -Path (Join-Path $env:TMPDIR 'forkd-fork-py-111-deadbeef')
+        $script:dead = New-Item -ItemType Directory -Path (Join-Path $env:TMPDIR 'forkd-fork-py-4194305-deadbeef')
         Set-Content (Join-Path $dead 'child-1.console') 'log'
         $script:live = New-Item -ItemType Directory -Path (Join-Path $env:TMPDIR 'forkd-parent-py-222-cafef00d')
         $script:log = Join-Path $live 'fc.console'
@@ -78,7 +78,7 @@ Describe 'Remove-ForkdStaleWorkDir' -Tag Store {
     }
 
     It 'sweeps an interrupted removal in the staging dir' {
-        $staged = New-Item -ItemType Directory -Force -Path (Join-Path $env:FORKD_DATA_DIR 'staging/forkd-remove-py-9-0')
+        $staged = New-Item -ItemType Directory -Force -Path (Join-Path $env:FORKD_DATA_DIR 'staging/forkd-remove-py-4194305-0')
         $r = Remove-ForkdStaleWorkDir -Kind Remove -Confirm:$false
         $r.Action | Should -Be 'Removed'
         Test-Path $staged | Should -BeFalse
@@ -95,7 +95,7 @@ Describe 'Remove-ForkdStaleWorkDir' -Tag Store {
     }
 
     It 'restores the only complete copy of a snapshot instead of deleting it' {
-        $old = New-Item -ItemType Directory -Force -Path (Join-Path $env:FORKD_DATA_DIR 'staging/forkd-remove-keep-444-0c0ffee0/snapshot')
+        $old = New-Item -ItemType Directory -Force -Path (Join-Path $env:FORKD_DATA_DIR 'staging/forkd-remove-keep-4194305-0c0ffee0/snapshot')
         Set-Content (Join-Path $old 'snapshot.json') '{ "vmstate": "vmstate", "memory": "memory.bin", "backend": "qemu", "memory_mib": 256 }'
         Set-Content (Join-Path $old 'vmstate') 'state'
         Set-Content (Join-Path $old 'memory.bin') 'memory'

@@ -65,6 +65,41 @@ public static class ProcessControl
         }
     }
 
+    private const int ScClkTck = 2; // _SC_CLK_TCK (glibc, musl)
+
+    /// <summary>When the process started (UTC, to about a second: the boot time is kept in whole seconds), or null when it is gone.</summary>
+    public static DateTime? StartedUtc(int pid, string procRoot = "/proc")
+    {
+        if (StartTicks(pid, procRoot) is not { } ticks || BootTimeUtc(procRoot) is not { } boot)
+        {
+            return null;
+        }
+
+        var perSecond = sysconf(ScClkTck);
+        return boot.AddSeconds(ticks / (double)(perSecond > 0 ? perSecond : 100));
+    }
+
+    /// <summary>The boot time from <c>/proc/stat</c> (<c>btime</c>, seconds since the epoch), or null.</summary>
+    private static DateTime? BootTimeUtc(string procRoot)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(Path.Combine(procRoot, "stat")))
+            {
+                if (line.StartsWith("btime ", StringComparison.Ordinal) &&
+                    long.TryParse(line.AsSpan(6).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+                {
+                    return DateTime.UnixEpoch.AddSeconds(seconds);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return null;
+    }
+
     /// <summary>The file the process runs (<c>/proc/&lt;pid&gt;/exe</c>), or null when it is gone or hidden.</summary>
     public static string? Executable(int pid, string procRoot = "/proc")
     {

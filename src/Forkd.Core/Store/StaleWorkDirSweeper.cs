@@ -53,7 +53,7 @@ public sealed record StaleWorkDir
 
 /// <summary>
 /// Finds and removes work dirs that crashed runs left behind (forkd's <c>cleanup</c>), without ever
-/// removing one a live process still uses, one another user owns, the only complete copy of a snapshot,
+/// removing one a live process still uses or whose creator still runs, one another user owns, the only complete copy of a snapshot,
 /// or a name that is not in <see cref="WorkDirectories.Prefixes"/>. Every entry is reached relative to
 /// an open handle on its root and deleted with <see cref="SafeDelete.DeleteEntry"/>, so swapping a
 /// directory for a symlink mid-sweep cannot redirect it; liveness is compared on canonical paths.
@@ -184,6 +184,10 @@ public sealed partial class StaleWorkDirSweeper
         else if (liveHolders.Count > 0)
         {
             (action, reason) = (WorkDirAction.KeptLive, "held open by pid " + string.Join(", ", liveHolders));
+        }
+        else if (!isLink && WorkDirectories.RunningCreator(canonical) is { } creator)
+        {
+            (action, reason) = (WorkDirAction.KeptLive, $"its creator, pid {creator}, still runs (a fork, build or import may be under way)");
         }
         else if (!isLink && UnverifiableHolder(facts.Value.OwnerUid, context.Holdings) is { } pid)
         {

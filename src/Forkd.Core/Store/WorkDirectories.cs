@@ -115,6 +115,29 @@ public static class WorkDirectories
     }
 
     /// <summary>
+    /// The pid of another process that created the work dir at <paramref name="path"/>, while it still runs: alive,
+    /// and started no later than the dir was last written (a later start is a recycled pid). A run holds nothing open
+    /// in its dir between some steps (before its VMM starts, between two files of an import), so what holds a dir
+    /// open cannot alone say it is unused. This process's own dirs are left to the caller, which knows its runs.
+    /// </summary>
+    public static int? RunningCreator(string path, string procRoot = "/proc")
+    {
+        if (CreatorPid(Path.GetFileName(Path.TrimEndingDirectorySeparator(path))) is not { } pid || pid == Environment.ProcessId ||
+            !ProcessControl.IsAlive(pid, procRoot))
+        {
+            return null;
+        }
+
+        if (ProcessControl.StartedUtc(pid, procRoot) is not { } started)
+        {
+            return pid; // alive but its start unknown: assume it is the creator
+        }
+
+        var written = Directory.GetLastWriteTimeUtc(path); // 1601 for a dir that is gone: then no creator runs
+        return started <= written.AddSeconds(2) ? pid : null;
+    }
+
+    /// <summary>
     /// True when <paramref name="path"/> is named like a work dir of one of <paramref name="kinds"/> and sits directly
     /// in its root (the configured path or its canonical form). An empty, relative or short path never matches.
     /// </summary>

@@ -67,7 +67,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     [Fact]
     public void A_new_snapshot_left_in_its_staging_dir_with_the_tag_missing_is_restored()
     {
-        var staging = WriteSnapshot(Staging("forkd-snapshot-py-4242-0000bbbb"), "new");
+        var staging = WriteSnapshot(Staging("forkd-snapshot-py-4194305-0000bbbb"), "new");
 
         Assert.Equal("Restored", Sweep(staging));
         Assert.Equal("new", TagVmState());
@@ -78,7 +78,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     {
         // An unpack dir is not a copy of a snapshot: its files are unverified until the install (a killed import
         // leaves every name present with a half-written memory.bin). The pack is the source: import it again.
-        var unpack = WriteSnapshot(Staging("forkd-unpack-py-4242-0000cccc"), "imported");
+        var unpack = WriteSnapshot(Staging("forkd-unpack-py-4194305-0000cccc"), "imported");
 
         Assert.Equal("Removed", Sweep(unpack));
         Assert.False(Directory.Exists(unpack));
@@ -88,7 +88,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     public void A_staging_copy_is_deleted_once_the_tag_has_its_own_complete_copy()
     {
         WriteSnapshot(_paths.SnapshotDirectory("py"), "current");
-        var remove = Staging("forkd-remove-py-4242-0000dddd");
+        var remove = Staging("forkd-remove-py-4194305-0000dddd");
         WriteSnapshot(Path.Combine(remove, "snapshot"), "old");
 
         Assert.Equal("Removed", Sweep(remove));
@@ -99,7 +99,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     public void A_complete_staging_copy_is_kept_while_the_tag_dir_is_damaged()
     {
         WriteSnapshot(_paths.SnapshotDirectory("py"), "damaged", complete: false);
-        var remove = WriteSnapshot(Staging("forkd-remove-py-4242-0000eeee"), "good");
+        var remove = WriteSnapshot(Staging("forkd-remove-py-4194305-0000eeee"), "good");
 
         Assert.Equal("Refused", Sweep(remove));
         Assert.True(File.Exists(Path.Combine(remove, SnapshotFiles.Memory)));
@@ -108,7 +108,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     [Fact]
     public void An_incomplete_staging_dir_is_deleted()
     {
-        var staging = WriteSnapshot(Staging("forkd-snapshot-py-4242-0000ffff"), "half", complete: false);
+        var staging = WriteSnapshot(Staging("forkd-snapshot-py-4194305-0000ffff"), "half", complete: false);
 
         Assert.Equal("Removed", Sweep(staging));
         Assert.False(Directory.Exists(_paths.SnapshotDirectory("py")));
@@ -117,7 +117,7 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     [Fact]
     public void While_the_tag_is_locked_the_only_copy_is_kept()
     {
-        var remove = WriteSnapshot(Staging("forkd-remove-py-4242-00001111"), "old");
+        var remove = WriteSnapshot(Staging("forkd-remove-py-4194305-00001111"), "old");
         using (TagLock.Acquire(_paths, "py", "Import-ForkdPack"))
         {
             Assert.Equal("KeptLive", Sweep(remove));
@@ -130,8 +130,8 @@ public sealed class StaleWorkDirSweeperSnapshotTests : IDisposable
     public void A_crash_between_the_two_renames_of_a_forced_import_loses_neither_copy_to_the_sweep()
     {
         // Import-ForkdPack -Force killed after moving the old copy aside and before moving the new one in.
-        WriteSnapshot(Path.Combine(Staging("forkd-remove-py-4242-00002222"), "snapshot"), "old");
-        WriteSnapshot(Staging("forkd-unpack-py-4242-00003333"), "new");
+        WriteSnapshot(Path.Combine(Staging("forkd-remove-py-4194305-00002222"), "snapshot"), "old");
+        WriteSnapshot(Staging("forkd-unpack-py-4194305-00003333"), "new");
 
         var sweeper = new StaleWorkDirSweeper(_paths);
         foreach (var candidate in sweeper.Find())

@@ -168,4 +168,49 @@ public sealed class StaleWorkDirSweeperTests : IDisposable
         Assert.Equal(WorkDirAction.KeptLive, sweeper.Remove(candidate).Action);
         Assert.True(Directory.Exists(dir));
     }
+
+    [Fact]
+    public void A_dir_whose_creator_still_runs_is_kept_though_nothing_in_it_is_open()
+    {
+        // Another process's fork between creating its work dir and starting its VMM: nothing inside is open yet.
+        using var creator = Process.Start(new ProcessStartInfo("sleep", "60"))!;
+        try
+        {
+            var dir = _dir.Sub("tmp", $"forkd-fork-py-{creator.Id}-0000abcd");
+            File.WriteAllText(Path.Combine(dir, "config.json"), "{}");
+
+            var result = Sweep(dir);
+
+            Assert.Equal(WorkDirAction.KeptLive, result.Action);
+            Assert.Contains($"creator, pid {creator.Id}", result.Reason, StringComparison.Ordinal);
+            Assert.True(Directory.Exists(dir));
+        }
+        finally
+        {
+            creator.Kill();
+            creator.WaitForExit();
+        }
+    }
+
+    [Fact]
+    public void A_recycled_creator_pid_does_not_keep_an_old_dir()
+    {
+        // The pid in the name now belongs to a process that started after the dir was last written.
+        using var stranger = Process.Start(new ProcessStartInfo("sleep", "60"))!;
+        try
+        {
+            var dir = _dir.Sub("tmp", $"forkd-fork-py-{stranger.Id}-0000dcba");
+            Directory.SetLastWriteTimeUtc(dir, DateTime.UtcNow.AddHours(-1));
+
+            var result = Sweep(dir);
+
+            Assert.Equal(WorkDirAction.Removed, result.Action);
+            Assert.False(Directory.Exists(dir));
+        }
+        finally
+        {
+            stranger.Kill();
+            stranger.WaitForExit();
+        }
+    }
 }
