@@ -13,8 +13,8 @@ namespace Forkd.Core.Vmm.Qemu;
 /// child still runs: it scans once to size and place the work: the mapping is cut into pieces holding about 2 MiB of
 /// written pages each (2 to 8 of them; one when there is little to copy), each with its own destination, allocated
 /// outside the GC heap and touched page by page (a fresh buffer doubled the copy time), and a helper thread waits.
-/// <see cref="Capture"/> runs paused: this thread and the helper take pieces until none is left (so a helper that
-/// wakes late costs nothing), each finding its written pages with the kernel's <c>PAGEMAP_SCAN</c> ioctl (Linux 6.7+:
+/// In the pause, <see cref="Begin"/> sets the helper going and <see cref="Capture"/> joins it on the calling thread:
+/// both take pieces until none is left (so a thread that gets a core late costs little), each finding its written pages with the kernel's <c>PAGEMAP_SCAN</c> ioctl (Linux 6.7+:
 /// not file-backed, and present or swapped; else one pread of its part of the pagemap), then copying them with
 /// <c>process_vm_readv</c>, 1024 runs a call (<c>/proc/&lt;pid&gt;/mem</c> when that is refused). The hot methods are
 /// compiled optimized before the stop (a checkpoint runs them once, and tier-0 code made the scan four times slower);
