@@ -12,9 +12,9 @@ namespace Forkd.Core.Tests.Vmm;
 /// </summary>
 public sealed class VmmNamesTests : IDisposable
 {
-    private readonly string _root = Directory.CreateTempSubdirectory("forkd-vmmnames-").FullName;
+    private readonly TempDir _dir = new();
 
-    public void Dispose() => SafeDelete.Delete(_root);
+    public void Dispose() => _dir.Dispose();
 
     private static ForkdChild Child(BackendKind backend, Accelerator accelerator) => new()
     {
@@ -54,7 +54,7 @@ public sealed class VmmNamesTests : IDisposable
     [Fact]
     public void Snapshots_list_enums_from_metadata_names_of_any_case_and_forkds_own_are_firecracker()
     {
-        var paths = new ForkdPaths(Path.Combine(_root, "data"), Path.Combine(_root, "tmp"));
+        var paths = new ForkdPaths(Path.Combine(_dir.Path, "data"), Path.Combine(_dir.Path, "tmp"));
         foreach (var (tag, backend, accelerator) in new[] { ("ours", "qemu", "tcg"), ("fc", "firecracker", "kvm"), ("upper", "QEMU", "KVM"), ("forkd", null, null) })
         {
             var dir = Path.Combine(paths.SnapshotsDirectory, tag);

@@ -24,19 +24,7 @@ internal sealed unsafe partial class WrittenPageCopy
 
         public TimeSpan ScanTime { get; private set; }
 
-        public long WrittenPages
-        {
-            get
-            {
-                long sum = 0;
-                for (var i = 0; i < RunCount; i++)
-                {
-                    sum += _runPages[i];
-                }
-
-                return sum;
-            }
-        }
+        public long WrittenPages => WrittenIn(firstPage, endPage);
 
         /// <summary>Written pages of the (already scanned) runs inside [from, to).</summary>
         public long WrittenIn(long from, long to)
@@ -121,13 +109,6 @@ internal sealed unsafe partial class WrittenPageCopy
             ScanTime = clock.Elapsed;
             Place();
             Copy();
-            long pages = 0;
-            for (var i = 0; i < PlacedCount; i++)
-            {
-                pages += _placedPages[i];
-            }
-
-            PlacedPages = pages;
         }
 
         public void AddRunsTo(List<DiffRun> runs)
@@ -251,6 +232,7 @@ internal sealed unsafe partial class WrittenPageCopy
         private void Place()
         {
             PlacedCount = 0;
+            PlacedPages = 0;
             int chunk = 0, offset = 0;
             for (var r = 0; r < RunCount; r++)
             {
@@ -285,6 +267,7 @@ internal sealed unsafe partial class WrittenPageCopy
                     _placedChunk[PlacedCount] = chunk;
                     _placedOffset[PlacedCount] = offset;
                     _placedPages[PlacedCount++] = n;
+                    PlacedPages += n;
                     offset += n * Page;
                     done += n;
                 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using Forkd.Core.Store;
 using Microsoft.Win32.SafeHandles;
@@ -130,7 +131,7 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
 
         if (_helperError is not null)
         {
-            ExceptionDispatchInfoThrow(_helperError);
+            ExceptionDispatchInfo.Throw(_helperError);
         }
 
         ScanTime = _workers.Max(w => w.Scan);
@@ -211,8 +212,6 @@ internal sealed unsafe partial class WrittenPageCopy : IDisposable
             _helperDone.Set();
         }
     }
-
-    private static void ExceptionDispatchInfoThrow(Exception e) => System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
 
     /// <summary>
     /// Sorted (first page, page count) pairs made disjoint in place: adjacent ones joined (a present page beside a
